@@ -1,0 +1,1 @@
+"""IGM model: encoder f, MDFF adapter h, generator g, diffusion, and the model + losses (igm)."""
