@@ -14,6 +14,9 @@ for split in ("train", "test"). The MAMP npz (`x_train (N, T, V*M*3)`, one-hot `
 `x_test`, `y_test`) is the interchange format: written by `prepare`, readable by `read_mamp_npz`.
 """
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,3 +175,34 @@ def read_mamp_npz(path, num_joints=25, num_bodies=2):
 def valid_lengths(x):
     """Valid frames as MAMP counts them: frames whose coordinates are not all zero. x (N,3,T,V,M)."""
     return (x.sum(axis=(1, 3, 4)) != 0).sum(axis=1).astype(np.int64)
+
+
+def write_dataset(root, name, class_names, num_joints, num_bodies, max_frames, splits, replace=True):
+    """Write a whole prepared dataset as one unit: into a temp dir beside `root`, then renamed.
+
+    `splits` maps "train"/"test" to (x, lengths, labels, names). Readers never see a half-written
+    dataset. With replace=False an existing `root` wins (two ranks generating the same dataset at
+    once both end up reading the first complete one); with replace=True it is swapped out.
+    """
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a dataset directory is shared
+    try:
+        for split, (x, lengths, labels, names) in splits.items():
+            write_split(tmp, split, x, lengths, labels, names)
+        write_meta(tmp, name, len(class_names), num_joints, num_bodies, max_frames, class_names)
+        if root.exists() and replace:
+            old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".old"))
+            os.replace(root, old / root.name)
+            os.replace(tmp, root)
+            shutil.rmtree(old)
+        elif not root.exists():
+            try:
+                os.rename(tmp, root)
+            except OSError:  # another process renamed its complete copy in first
+                if not (root / "meta.json").is_file():
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
