@@ -21,25 +21,28 @@ def extension():
         and __import__("torch").version.cuda is not None
         and bool(cu)
     )
-    cxx = ["-O3", "-std=c++17"]
+    # No fused multiply-add contraction: crop lengths are floor()ed from a*b+c, and the host
+    # must round exactly as the CUDA kernel does (csrc/augment_math.h, mul_add_rn).
+    # -fopenmp: at::parallel_for is inlined into the extension and is serial without it.
+    cxx = ["-O3", "-std=c++17", "-ffp-contract=off", "-fopenmp"]
     kwargs = dict(
         name="igm_fast._C",
         include_dirs=[os.path.abspath("csrc")],
         # py_limited_api keeps one .so valid across CPython versions (pytorch/extension-cpp).
         py_limited_api=True,
+        extra_link_args=["-fopenmp"],
     )
     if use_cuda:
         return cpp_extension.CUDAExtension(
             sources=cpp + cu,
             define_macros=[("IGM_WITH_CUDA", "1"), ("Py_LIMITED_API", "0x030A0000")],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
             **kwargs,
         )
     return cpp_extension.CppExtension(
         sources=cpp,
         define_macros=[("Py_LIMITED_API", "0x030A0000")],
-        extra_compile_args={"cxx": cxx + ["-fopenmp"]},
-        extra_link_args=["-fopenmp"],
+        extra_compile_args={"cxx": cxx},
         **kwargs,
     )
 

@@ -1,0 +1,112 @@
+// CUDA kernels of the augmentation ops. Includes only CUDA headers and the shared math, so
+// nvcc compiles it without torch (CMakeLists.txt does, as a compile check on machines whose
+// torch has no CUDA headers). The torch binding is augment_cuda_ops.cpp.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "../augment_math.h"
+#include "augment_cuda.h"
+
+namespace igm_fast_cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float load(const float* p) { return *p; }
+__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16(v); }
+__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half(v); }
+
+__global__ void sample_params_kernel(const int64_t* __restrict__ valid_len, const int64_t* __restrict__ indices,
+                                     int64_t n, int64_t seed, int64_t epoch, bool center, double p_min,
+                                     double p_max, double theta, int64_t* __restrict__ start,
+                                     int64_t* __restrict__ length, float* __restrict__ angles) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  // valid_len >= 1 is the caller's contract (checked on the host where the lengths live).
+  const int64_t valid = valid_len[i] > 0 ? valid_len[i] : 1;
+  const auto s = igm_aug::sample_params(valid, seed, epoch, indices[i], center, p_min, p_max, theta);
+  start[i] = s.start;
+  length[i] = s.length;
+  for (int k = 0; k < 3; ++k) angles[3 * i + k] = s.angles[k];
+}
+
+// One thread per output point (sample, frame, joint*body); consecutive threads take
+// consecutive joints/bodies, so the 6 loads and 3 stores of a warp are coalesced.
+template <typename T>
+__global__ void apply_kernel(const T* __restrict__ x, int64_t n, int64_t frames, int64_t points,
+                             const int64_t* __restrict__ start, const int64_t* __restrict__ length,
+                             const float* __restrict__ angles, int64_t out_frames, T* __restrict__ out) {
+  const int64_t total = n * out_frames * points;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t j = idx % points;
+    const int64_t t = (idx / points) % out_frames;
+    const int64_t i = idx / (points * out_frames);
+    // Clamp the window into [0, frames): a bad parameter must not read out of bounds
+    // (the Python wrapper validates parameters; the kernel cannot report without a sync).
+    const int64_t len = min(max(length[i], int64_t(1)), frames);
+    const int64_t s0 = min(max(start[i], int64_t(0)), frames - len);
+    const igm_aug::LinearTap tap = igm_aug::linear_tap(len, out_frames, t);
+    const igm_aug::Mat3 r = igm_aug::rotation_matrix(angles[3 * i], angles[3 * i + 1], angles[3 * i + 2]);
+    const T* sample = x + i * 3 * frames * points + j;
+    float a[3], b[3], o[3];
+    for (int c = 0; c < 3; ++c) {
+      a[c] = load(sample + (c * frames + s0 + tap.i0) * points);
+      b[c] = load(sample + (c * frames + s0 + tap.i1) * points);
+    }
+    igm_aug::resize_rotate_point(r, tap, a, b, o);
+    T* dst = out + (i * 3 * out_frames + t) * points + j;
+    for (int c = 0; c < 3; ++c) store(dst + c * out_frames * points, o[c]);
+  }
+}
+
+const char* last_error() {
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace
+
+const char* launch_sample_params(const int64_t* valid_len, const int64_t* indices, int64_t n, int64_t seed,
+                                 int64_t epoch, bool center, double p_min, double p_max, double theta,
+                                 int64_t* start, int64_t* length, float* angles, void* stream) {
+  if (n == 0) return nullptr;
+  const unsigned blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
+  sample_params_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      valid_len, indices, n, seed, epoch, center, p_min, p_max, theta, start, length, angles);
+  return last_error();
+}
+
+template <typename T>
+static const char* launch_apply_typed(const void* x, int64_t n, int64_t frames, int64_t points,
+                                      const int64_t* start, const int64_t* length, const float* angles,
+                                      int64_t out_frames, void* out, cudaStream_t stream) {
+  const int64_t total = n * out_frames * points;
+  if (total == 0) return nullptr;
+  // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
+  const int64_t blocks = min((total + kThreads - 1) / kThreads, int64_t(1) << 20);
+  apply_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      static_cast<const T*>(x), n, frames, points, start, length, angles, out_frames, static_cast<T*>(out));
+  return last_error();
+}
+
+const char* launch_apply(DType dtype, const void* x, int64_t n, int64_t frames, int64_t points,
+                         const int64_t* start, const int64_t* length, const float* angles, int64_t out_frames,
+                         void* out, void* stream) {
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (dtype) {
+    case DType::kFloat32:
+      return launch_apply_typed<float>(x, n, frames, points, start, length, angles, out_frames, out, s);
+    case DType::kBFloat16:
+      return launch_apply_typed<__nv_bfloat16>(x, n, frames, points, start, length, angles, out_frames, out, s);
+    default:
+      return launch_apply_typed<__half>(x, n, frames, points, start, length, angles, out_frames, out, s);
+  }
+}
+
+}  // namespace igm_fast_cuda
