@@ -1,0 +1,327 @@
+"""Fused AdaLN-Zero pieces: modulated LayerNorm and gated residual.
+
+adaln_modulate(x, shift, scale, eps) = LayerNorm(x, no affine) * (1 + scale) + shift
+gated_residual(x, gate, y)           = x + gate * y
+x, y: (B, L, D); shift, scale, gate: per sample (B, 1, D) or per token (B, L, D).
+
+Each program owns one sample and a chunk of its tokens, whole rows of D at a time, math in
+fp32. Forward saves only the row mean and 1/std. Backward gives dx through the LayerNorm
+backward of the modulated gradient and per-token parameter grads directly; per-sample
+parameter grads are summed over the program's rows in fp32 registers and written once per
+program as a partial, the partials (a few per sample) summed once afterwards: no atomics.
+A gradient that is the incoming gradient itself (dshift per token, dx of the residual) is
+returned as is, not copied.
+"""
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+TARGET_PROGRAMS = 1024  # enough programs to fill an H100 (132 SMs) several times over
+
+
+@triton.jit
+def _load_param(ptr, b, tokens, dims, L, D, stride_b, stride_l, PER_TOKEN: tl.constexpr):
+    """A (rows, D) tile of a per-token parameter, or the (1, D) row of a per-sample one, in fp32."""
+    if PER_TOKEN:
+        mask = (tokens[:, None] < L) & (dims[None, :] < D)
+        p = tl.load(ptr + b * stride_b + tokens[:, None] * stride_l + dims[None, :], mask=mask, other=0.0)
+    else:
+        p = tl.load(ptr + b * stride_b + dims, mask=dims < D, other=0.0)[None, :]
+    return p.to(tl.float32)
+
+
+@triton.jit
+def _modulate_forward_kernel(x_ptr, shift_ptr, scale_ptr, out_ptr, mean_ptr, rstd_ptr, L, D, eps,
+                             x_sb, x_sl, shift_sb, shift_sl, scale_sb, scale_sl,
+                             BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                             SHIFT_PER_TOKEN: tl.constexpr, SCALE_PER_TOKEN: tl.constexpr):
+    b = tl.program_id(0)
+    tokens = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (tokens[:, None] < L) & (dims[None, :] < D)
+    x = tl.load(x_ptr + b * x_sb + tokens[:, None] * x_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+    mean = tl.sum(x, 1) / D
+    centred = tl.where(mask, x - mean[:, None], 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, 1) / D + eps)
+    shift = _load_param(shift_ptr, b, tokens, dims, L, D, shift_sb, shift_sl, SHIFT_PER_TOKEN)
+    scale = _load_param(scale_ptr, b, tokens, dims, L, D, scale_sb, scale_sl, SCALE_PER_TOKEN)
+    out = centred * rstd[:, None] * (1.0 + scale) + shift
+    rows = b * L + tokens
+    tl.store(out_ptr + rows[:, None] * D + dims[None, :], out, mask=mask)
+    tl.store(mean_ptr + rows, mean, mask=tokens < L)
+    tl.store(rstd_ptr + rows, rstd, mask=tokens < L)
+
+
+@triton.jit
+def _modulate_backward_kernel(g_ptr, x_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_ptr, dscale_ptr,
+                              dshift_part_ptr, dscale_part_ptr, L, D, tokens_per_program,
+                              g_sb, g_sl, x_sb, x_sl, scale_sb, scale_sl,
+                              BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                              SHIFT_PER_TOKEN: tl.constexpr, SCALE_PER_TOKEN: tl.constexpr):
+    b = tl.program_id(0)
+    chunk = tl.program_id(1)
+    dims = tl.arange(0, BLOCK_D)
+    dshift_sum = tl.zeros([BLOCK_D], tl.float32)
+    dscale_sum = tl.zeros([BLOCK_D], tl.float32)
+    first = chunk * tokens_per_program
+    for start in range(first, tl.minimum(first + tokens_per_program, L), BLOCK_L):
+        tokens = start + tl.arange(0, BLOCK_L)
+        mask = (tokens[:, None] < L) & (dims[None, :] < D)
+        rows = b * L + tokens
+        g = tl.load(g_ptr + b * g_sb + tokens[:, None] * g_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + b * x_sb + tokens[:, None] * x_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+        mean = tl.load(mean_ptr + rows, mask=tokens < L, other=0.0)
+        rstd = tl.load(rstd_ptr + rows, mask=tokens < L, other=0.0)
+        x_hat = tl.where(mask, (x - mean[:, None]) * rstd[:, None], 0.0)
+        scale = _load_param(scale_ptr, b, tokens, dims, L, D, scale_sb, scale_sl, SCALE_PER_TOKEN)
+        # LayerNorm backward of the modulated gradient dL/dx_hat = g * (1 + scale)
+        g_hat = g * (1.0 + scale)
+        mean_g_hat = tl.sum(g_hat, 1) / D
+        mean_g_hat_x_hat = tl.sum(g_hat * x_hat, 1) / D
+        dx = rstd[:, None] * (g_hat - mean_g_hat[:, None] - x_hat * mean_g_hat_x_hat[:, None])
+        tl.store(dx_ptr + rows[:, None] * D + dims[None, :], dx, mask=mask)
+        if SCALE_PER_TOKEN:
+            tl.store(dscale_ptr + rows[:, None] * D + dims[None, :], g * x_hat, mask=mask)
+        else:
+            dscale_sum += tl.sum(g * x_hat, 0)
+        if not SHIFT_PER_TOKEN:
+            dshift_sum += tl.sum(g, 0)
+    part = (b * tl.num_programs(1) + chunk) * D + dims
+    if not SCALE_PER_TOKEN:
+        tl.store(dscale_part_ptr + part, dscale_sum, mask=dims < D)
+    if not SHIFT_PER_TOKEN:
+        tl.store(dshift_part_ptr + part, dshift_sum, mask=dims < D)
+
+
+@triton.jit
+def _gated_residual_forward_kernel(x_ptr, gate_ptr, y_ptr, out_ptr, L, D,
+                                   x_sb, x_sl, gate_sb, gate_sl, y_sb, y_sl,
+                                   BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, GATE_PER_TOKEN: tl.constexpr):
+    b = tl.program_id(0)
+    tokens = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (tokens[:, None] < L) & (dims[None, :] < D)
+    x = tl.load(x_ptr + b * x_sb + tokens[:, None] * x_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+    y = tl.load(y_ptr + b * y_sb + tokens[:, None] * y_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+    gate = _load_param(gate_ptr, b, tokens, dims, L, D, gate_sb, gate_sl, GATE_PER_TOKEN)
+    rows = b * L + tokens
+    tl.store(out_ptr + rows[:, None] * D + dims[None, :], x + gate * y, mask=mask)
+
+
+@triton.jit
+def _gated_residual_backward_kernel(g_ptr, gate_ptr, y_ptr, dy_ptr, dgate_ptr, dgate_part_ptr, L, D,
+                                    tokens_per_program, g_sb, g_sl, gate_sb, gate_sl, y_sb, y_sl,
+                                    BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, GATE_PER_TOKEN: tl.constexpr):
+    """dy = g * gate and dgate = g * y from one read of g, gate and y."""
+    b = tl.program_id(0)
+    chunk = tl.program_id(1)
+    dims = tl.arange(0, BLOCK_D)
+    dgate_sum = tl.zeros([BLOCK_D], tl.float32)
+    first = chunk * tokens_per_program
+    for start in range(first, tl.minimum(first + tokens_per_program, L), BLOCK_L):
+        tokens = start + tl.arange(0, BLOCK_L)
+        mask = (tokens[:, None] < L) & (dims[None, :] < D)
+        rows = b * L + tokens
+        g = tl.load(g_ptr + b * g_sb + tokens[:, None] * g_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+        y = tl.load(y_ptr + b * y_sb + tokens[:, None] * y_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+        gate = _load_param(gate_ptr, b, tokens, dims, L, D, gate_sb, gate_sl, GATE_PER_TOKEN)
+        tl.store(dy_ptr + rows[:, None] * D + dims[None, :], g * gate, mask=mask)
+        if GATE_PER_TOKEN:
+            tl.store(dgate_ptr + rows[:, None] * D + dims[None, :], g * y, mask=mask)
+        else:
+            dgate_sum += tl.sum(g * y, 0)
+    if not GATE_PER_TOKEN:
+        tl.store(dgate_part_ptr + (b * tl.num_programs(1) + chunk) * D + dims, dgate_sum, mask=dims < D)
+
+
+def _rows(t):
+    """t with unit stride along D, and its (sample, token) strides; token stride 0 for (B, 1, D).
+
+    Row strides are honoured (a chunk of a fused (B, L, 6D) modulation output is read in
+    place); a tensor whose elements are not adjacent along D (an expanded grad of .sum()) is
+    copied first."""
+    if t.stride(-1) != 1:
+        t = t.contiguous()
+    return t, (t.stride(0), t.stride(1) if t.shape[1] > 1 else 0)
+
+
+def _tiling(L, D):
+    """Rows per tile (~4K elements), and tokens per backward program so that B * chunks programs
+    fill the GPU while each sample needs only a few per-sample partials."""
+    block_d = triton.next_power_of_2(D)
+    block_l = min(triton.next_power_of_2(L), max(1, 4096 // block_d))
+    return block_l, block_d, (4 if block_l * block_d <= 4096 else 8)
+
+
+def _tokens_per_program(B, L, block_l):
+    tiles = triton.cdiv(L, block_l)
+    chunks = min(tiles, max(1, triton.cdiv(TARGET_PROGRAMS, B)))
+    return triton.cdiv(tiles, chunks) * block_l
+
+
+def _sum_partials(partials, dtype):
+    """(B, chunks, D) fp32 partials -> (B, 1, D) in the parameter's dtype."""
+    return partials.sum(1, keepdim=True).to(dtype)
+
+
+def _dense(shape, like, dtype=None):
+    return torch.empty(shape, device=like.device, dtype=dtype or like.dtype)
+
+
+@torch.library.custom_op("igm_fast::adaln_modulate", mutates_args=())
+def _adaln_modulate_op(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (out, row mean, row 1/std), statistics in fp32 (B, L)."""
+    (x, xs), (shift, shs), (scale, scs) = _rows(x), _rows(shift), _rows(scale)
+    B, L, D = x.shape
+    out = _dense(x.shape, x, torch.promote_types(torch.promote_types(x.dtype, shift.dtype), scale.dtype))
+    mean, rstd = _dense((B, L), x, torch.float32), _dense((B, L), x, torch.float32)
+    block_l, block_d, warps = _tiling(L, D)
+    _modulate_forward_kernel[(B, triton.cdiv(L, block_l))](
+        x, shift, scale, out, mean, rstd, L, D, eps, *xs, *shs, *scs,
+        BLOCK_L=block_l, BLOCK_D=block_d, SHIFT_PER_TOKEN=shift.shape[1] > 1,
+        SCALE_PER_TOKEN=scale.shape[1] > 1, num_warps=warps)
+    return out, mean, rstd
+
+
+@_adaln_modulate_op.register_fake
+def _(x, shift, scale, eps):
+    B, L, _ = x.shape
+    out_dtype = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), scale.dtype)
+    return _dense(x.shape, x, out_dtype), _dense((B, L), x, torch.float32), _dense((B, L), x, torch.float32)
+
+
+@torch.library.custom_op("igm_fast::adaln_modulate_backward", mutates_args=())
+def _adaln_modulate_backward_op(grad: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor,
+                                rstd: torch.Tensor, shift_per_token: bool,
+                                shift_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (dx, dscale, dshift); dshift (B, 1, D) is reduced here only for a per-sample shift:
+    for a per-token shift it is `grad` itself, and this returns an empty tensor in its place."""
+    (grad, gs), (x, xs), (scale, scs) = _rows(grad), _rows(x), _rows(scale)
+    B, L, D = x.shape
+    block_l, block_d, warps = _tiling(L, D)
+    tokens_per_program = _tokens_per_program(B, L, block_l)
+    chunks = triton.cdiv(L, tokens_per_program)
+    scale_per_token = scale.shape[1] > 1
+    dx = _dense(x.shape, x)
+    dscale = _dense(x.shape, scale) if scale_per_token else _dense((B, chunks, D), x, torch.float32)
+    dshift_part = _dense((0,), x, torch.float32) if shift_per_token else _dense((B, chunks, D), x, torch.float32)
+    _modulate_backward_kernel[(B, chunks)](
+        grad, x, scale, mean, rstd, dx, dscale, dshift_part, dscale, L, D, tokens_per_program, *gs, *xs, *scs,
+        BLOCK_L=block_l, BLOCK_D=block_d, SHIFT_PER_TOKEN=shift_per_token, SCALE_PER_TOKEN=scale_per_token,
+        num_warps=warps)
+    if not scale_per_token:
+        dscale = _sum_partials(dscale, scale.dtype)
+    dshift = _dense((0,), x, shift_dtype) if shift_per_token else _sum_partials(dshift_part, shift_dtype)
+    return dx, dscale, dshift
+
+
+@_adaln_modulate_backward_op.register_fake
+def _(grad, x, scale, mean, rstd, shift_per_token, shift_dtype):
+    dshift = _dense((0,) if shift_per_token else (x.shape[0], 1, x.shape[2]), x, shift_dtype)
+    return _dense(x.shape, x), _dense(scale.shape, scale), dshift
+
+
+def _adaln_setup_context(ctx, inputs, output):
+    x, shift, scale, _eps = inputs
+    _out, mean, rstd = output
+    ctx.save_for_backward(x, scale, mean, rstd)
+    ctx.shift_per_token, ctx.shift_dtype = shift.shape[1] > 1, shift.dtype
+    ctx.mark_non_differentiable(mean, rstd)
+
+
+def _adaln_backward(ctx, grad, _grad_mean, _grad_rstd):
+    x, scale, mean, rstd = ctx.saved_tensors
+    dx, dscale, dshift = _adaln_modulate_backward_op(grad, x, scale, mean, rstd, ctx.shift_per_token,
+                                                     ctx.shift_dtype)
+    if ctx.shift_per_token:
+        dshift = grad.to(ctx.shift_dtype)
+    return dx, dshift, dscale, None
+
+
+_adaln_modulate_op.register_autograd(_adaln_backward, setup_context=_adaln_setup_context)
+
+
+@torch.library.custom_op("igm_fast::gated_residual", mutates_args=())
+def _gated_residual_op(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    (x, xs), (gate, gts), (y, ys) = _rows(x), _rows(gate), _rows(y)
+    B, L, D = x.shape
+    out = _dense(x.shape, x, torch.promote_types(torch.promote_types(x.dtype, gate.dtype), y.dtype))
+    block_l, block_d, warps = _tiling(L, D)
+    _gated_residual_forward_kernel[(B, triton.cdiv(L, block_l))](
+        x, gate, y, out, L, D, *xs, *gts, *ys, BLOCK_L=block_l, BLOCK_D=block_d,
+        GATE_PER_TOKEN=gate.shape[1] > 1, num_warps=warps)
+    return out
+
+
+@_gated_residual_op.register_fake
+def _(x, gate, y):
+    return _dense(x.shape, x, torch.promote_types(torch.promote_types(x.dtype, gate.dtype), y.dtype))
+
+
+@torch.library.custom_op("igm_fast::gated_residual_backward", mutates_args=())
+def _gated_residual_backward_op(grad: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (dgate, dy)."""
+    (grad, gs), (gate, gts), (y, ys) = _rows(grad), _rows(gate), _rows(y)
+    B, L, D = y.shape
+    block_l, block_d, warps = _tiling(L, D)
+    tokens_per_program = _tokens_per_program(B, L, block_l)
+    chunks = triton.cdiv(L, tokens_per_program)
+    gate_per_token = gate.shape[1] > 1
+    dy = _dense(y.shape, y)
+    dgate = _dense(y.shape, gate) if gate_per_token else _dense((B, chunks, D), y, torch.float32)
+    _gated_residual_backward_kernel[(B, chunks)](
+        grad, gate, y, dy, dgate, dgate, L, D, tokens_per_program, *gs, *gts, *ys,
+        BLOCK_L=block_l, BLOCK_D=block_d, GATE_PER_TOKEN=gate_per_token, num_warps=warps)
+    return (dgate if gate_per_token else _sum_partials(dgate, gate.dtype)), dy
+
+
+@_gated_residual_backward_op.register_fake
+def _(grad, gate, y):
+    return _dense(gate.shape, gate), _dense(y.shape, y)
+
+
+def _gated_residual_setup_context(ctx, inputs, output):
+    x, gate, y = inputs
+    ctx.save_for_backward(gate, y)
+    ctx.x_dtype = x.dtype
+
+
+def _gated_residual_backward(ctx, grad):
+    gate, y = ctx.saved_tensors
+    dgate, dy = _gated_residual_backward_op(grad, gate, y)
+    return grad.to(ctx.x_dtype), dgate, dy
+
+
+_gated_residual_op.register_autograd(_gated_residual_backward, setup_context=_gated_residual_setup_context)
+
+
+def _validate(name, x, **params):
+    tensors = {"x": x, **params}
+    shapes = {k: tuple(t.shape) for k, t in tensors.items()}
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"{name}: x must be a non-empty (B, L, D) tensor; got {shapes}")
+    B, L, D = x.shape
+    for key, t in params.items():
+        allowed = ((B, L, D),) if key == "y" else ((B, 1, D), (B, L, D))
+        if tuple(t.shape) not in allowed:
+            raise ValueError(f"{name}: {key} must be {' or '.join(map(str, allowed))}; got {shapes}")
+    devices = {k: t.device for k, t in tensors.items()}
+    if len(set(devices.values())) != 1:
+        raise ValueError(f"{name}: all inputs must be on one device; got {devices}")
+    bad = {k: t.dtype for k, t in tensors.items() if t.dtype not in SUPPORTED_DTYPES}
+    if bad:
+        raise TypeError(f"{name} (Triton): supported dtypes are {SUPPORTED_DTYPES}; got {bad}")
+
+
+def adaln_modulate_triton(x, shift, scale, eps=1e-6):
+    """LayerNorm(x, no affine) * (1 + scale) + shift; output in the promoted dtype of the inputs."""
+    _validate("adaln_modulate", x, shift=shift, scale=scale)
+    return _adaln_modulate_op(x, shift, scale, float(eps))[0]
+
+
+def gated_residual_triton(x, gate, y):
+    """x + gate * y; output in the promoted dtype of the inputs."""
+    _validate("gated_residual", x, gate=gate, y=y)
+    return _gated_residual_op(x, gate, y)

@@ -1,0 +1,261 @@
+"""Fused similarity-distribution KL: IGM's distribution idempotency loss.
+
+Row i: KL_i = KL(softmax(q_target_i . keys^T / tau) || softmax(q_pred_i . keys^T / tau)); the loss
+is mean_i KL_i. The (B, K) logits never reach HBM:
+- forward: one program per block of rows streams the key tiles once, keeping online
+  log-sum-exps of both rows and the running sum of p * (logit_p - logit_q), and saves
+  only lse_p, lse_q and KL_i (O(B)) for backward;
+- backward recomputes the logits tile by tile in two kernels, one over row blocks (dq_pred,
+  dq_target) and one over key blocks (dkeys), so every reduction stays inside one program:
+  no atomics, no (B, K) or (programs, K, D) buffers.
+Exponentials run in base 2 (logits pre-multiplied by log2(e) / tau); the saved lse's are in
+those units and KL_i is in nats.
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
+
+
+@triton.jit
+def _load_rows(ptr, rows, dims, n_rows, D, stride):
+    mask = (rows[:, None] < n_rows) & (dims[None, :] < D)
+    return tl.load(ptr + rows[:, None] * stride + dims[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _forward_kernel(qt_ptr, qp_ptr, k_ptr, kl_ptr, lse_p_ptr, lse_q_ptr,
+                    B, K, D, stride_qt, stride_qp, stride_k, scale2,
+                    BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                    PRECISION: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    dims = tl.arange(0, BLOCK_D)
+    qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
+    qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
+
+    m_p = tl.full([BLOCK_B], float("-inf"), tl.float32)
+    m_q = tl.full([BLOCK_B], float("-inf"), tl.float32)
+    l_p = tl.zeros([BLOCK_B], tl.float32)
+    l_q = tl.zeros([BLOCK_B], tl.float32)
+    weighted_gap = tl.zeros([BLOCK_B], tl.float32)  # sum_j exp2(s_p - m_p) * (s_p - s_q)
+    for start in range(0, K, BLOCK_K):
+        cols = start + tl.arange(0, BLOCK_K)
+        valid = (cols < K)[None, :]
+        keys = _load_rows(k_ptr, cols, dims, K, D, stride_k)
+        s_p = tl.dot(qt, tl.trans(keys), input_precision=PRECISION) * scale2
+        s_q = tl.dot(qp, tl.trans(keys), input_precision=PRECISION) * scale2
+
+        # columns beyond K: excluded from the maxima, zero weight in the sums
+        m_p_new = tl.maximum(m_p, tl.max(tl.where(valid, s_p, float("-inf")), 1))
+        alpha_p = tl.exp2(m_p - m_p_new)
+        e_p = tl.where(valid, tl.exp2(s_p - m_p_new[:, None]), 0.0)
+        l_p = l_p * alpha_p + tl.sum(e_p, 1)
+        weighted_gap = weighted_gap * alpha_p + tl.sum(e_p * (s_p - s_q), 1)
+        m_p = m_p_new
+
+        m_q_new = tl.maximum(m_q, tl.max(tl.where(valid, s_q, float("-inf")), 1))
+        e_q = tl.where(valid, tl.exp2(s_q - m_q_new[:, None]), 0.0)
+        l_q = l_q * tl.exp2(m_q - m_q_new) + tl.sum(e_q, 1)
+        m_q = m_q_new
+
+    lse_p = m_p + tl.log2(l_p)
+    lse_q = m_q + tl.log2(l_q)
+    # KL_i = sum_j p_ij (log p_ij - log q_ij) = E_p[s_p - s_q] - lse_p + lse_q (base 2 -> nats)
+    kl = (weighted_gap / l_p - lse_p + lse_q) * LN2
+    in_range = rows < B
+    tl.store(kl_ptr + rows, kl, mask=in_range)
+    tl.store(lse_p_ptr + rows, lse_p, mask=in_range)
+    tl.store(lse_q_ptr + rows, lse_q, mask=in_range)
+
+
+@triton.jit
+def _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, valid, scale2, PRECISION: tl.constexpr):
+    """dL/dlogit for the target and predicted logits of one (rows x keys) tile, logit = q.k / tau.
+
+    dL/dlogit_q = g (q - p); dL/dlogit_p = g p (log p - log q - KL_i); g = dL/dKL_i per row.
+    """
+    log2_p = tl.dot(qt, tl.trans(keys), input_precision=PRECISION) * scale2 - lse_p[:, None]
+    log2_q = tl.dot(qp, tl.trans(keys), input_precision=PRECISION) * scale2 - lse_q[:, None]
+    p = tl.where(valid, tl.exp2(log2_p), 0.0)
+    q = tl.where(valid, tl.exp2(log2_q), 0.0)
+    d_pred = (q - p) * g[:, None]
+    d_target = p * ((log2_p - log2_q) * LN2 - kl[:, None]) * g[:, None]
+    return d_target, d_pred
+
+
+@triton.jit
+def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dqt_ptr, dqp_ptr,
+                          B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau,
+                          BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                          PRECISION: tl.constexpr, NEED_DQT: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    dims = tl.arange(0, BLOCK_D)
+    in_range = rows < B
+    qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
+    qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
+    lse_p = tl.load(lse_p_ptr + rows, mask=in_range, other=0.0)
+    lse_q = tl.load(lse_q_ptr + rows, mask=in_range, other=0.0)
+    kl = tl.load(kl_ptr + rows, mask=in_range, other=0.0)
+    g = tl.load(g_ptr + rows, mask=in_range, other=0.0).to(tl.float32)
+
+    acc_qt = tl.zeros([BLOCK_B, BLOCK_D], tl.float32)
+    acc_qp = tl.zeros([BLOCK_B, BLOCK_D], tl.float32)
+    for start in range(0, K, BLOCK_K):
+        cols = start + tl.arange(0, BLOCK_K)
+        keys = _load_rows(k_ptr, cols, dims, K, D, stride_k)
+        d_target, d_pred = _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, (cols < K)[None, :], scale2, PRECISION)
+        acc_qp = tl.dot(d_pred.to(keys.dtype), keys, acc_qp, input_precision=PRECISION)
+        if NEED_DQT:
+            acc_qt = tl.dot(d_target.to(keys.dtype), keys, acc_qt, input_precision=PRECISION)
+
+    out = rows[:, None] * D + dims[None, :]
+    mask = in_range[:, None] & (dims[None, :] < D)
+    tl.store(dqp_ptr + out, acc_qp * inv_tau, mask=mask)
+    if NEED_DQT:
+        tl.store(dqt_ptr + out, acc_qt * inv_tau, mask=mask)
+
+
+@triton.jit
+def _backward_keys_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dk_ptr,
+                          B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau,
+                          BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                          PRECISION: tl.constexpr):
+    cols = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    dims = tl.arange(0, BLOCK_D)
+    keys = _load_rows(k_ptr, cols, dims, K, D, stride_k)
+    valid = (cols < K)[None, :]
+
+    acc = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
+    for start in range(0, B, BLOCK_B):
+        rows = start + tl.arange(0, BLOCK_B)
+        in_range = rows < B
+        qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
+        qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
+        lse_p = tl.load(lse_p_ptr + rows, mask=in_range, other=0.0)
+        lse_q = tl.load(lse_q_ptr + rows, mask=in_range, other=0.0)
+        kl = tl.load(kl_ptr + rows, mask=in_range, other=0.0)
+        g = tl.load(g_ptr + rows, mask=in_range, other=0.0).to(tl.float32)  # 0 beyond B: no contribution
+        d_target, d_pred = _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, valid, scale2, PRECISION)
+        acc = tl.dot(tl.trans(d_pred).to(qp.dtype), qp, acc, input_precision=PRECISION)
+        acc = tl.dot(tl.trans(d_target).to(qt.dtype), qt, acc, input_precision=PRECISION)
+
+    mask = (cols[:, None] < K) & (dims[None, :] < D)
+    tl.store(dk_ptr + cols[:, None] * D + dims[None, :], acc * inv_tau, mask=mask)
+
+
+def _unit_last_stride(t):
+    """Rows may be strided (e.g. a slice), elements within a row must be adjacent; an expanded
+    stride-0 tensor (a grad of .sum()/.mean()) is copied."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _launch_config(D, itemsize):
+    """Block sizes keeping two (rows x D) query tiles, a key tile and fp32 accumulators in registers."""
+    block_d = max(16, triton.next_power_of_2(D))
+    row_bytes = block_d * max(itemsize, 2)
+    block_b = 64 if row_bytes <= 256 else 32 if row_bytes <= 512 else 16
+    return dict(BLOCK_B=block_b, BLOCK_K=32 if row_bytes <= 512 else 16, BLOCK_D=block_d,
+                num_warps=4 if row_bytes <= 256 else 8)
+
+
+def _precision():
+    """fp32 dots follow torch's matmul setting, so the kernel and the eager reference agree."""
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
+@torch.library.custom_op("igm_fast::similarity_kl", mutates_args=())
+def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.Tensor,
+                      tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (KL_i in fp32 (B,), lse_p, lse_q in base-2 units (B,))."""
+    qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
+    (B, D), K = qt.shape, k.shape[0]
+    kl, lse_p, lse_q = (torch.empty(B, device=qt.device, dtype=torch.float32) for _ in range(3))
+    cfg = _launch_config(D, qt.element_size())
+    _forward_kernel[(triton.cdiv(B, cfg["BLOCK_B"]),)](
+        qt, qp, k, kl, lse_p, lse_q, B, K, D, qt.stride(0), qp.stride(0), k.stride(0),
+        math.log2(math.e) / tau, PRECISION=_precision(), **cfg)
+    return kl, lse_p, lse_q
+
+
+@_similarity_kl_op.register_fake
+def _(q_target, q_pred, keys, tau):
+    B = q_target.shape[0]
+    return tuple(q_target.new_empty(B, dtype=torch.float32) for _ in range(3))
+
+
+@torch.library.custom_op("igm_fast::similarity_kl_backward", mutates_args=())
+def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_pred: torch.Tensor,
+                               keys: torch.Tensor, kl: torch.Tensor, lse_p: torch.Tensor, lse_q: torch.Tensor,
+                               tau: float, need_dq_target: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (dq_target (zeros unless need_dq_target), dq_pred, dkeys)."""
+    g = grad_kl.contiguous()  # the grad of .mean() arrives expanded (stride 0)
+    qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
+    (B, D), K = qt.shape, k.shape[0]
+    dense = dict(memory_format=torch.contiguous_format)  # the kernels store rows densely
+    dqt = torch.empty_like(qt, **dense) if need_dq_target else torch.zeros_like(qt, **dense)
+    dqp, dk = torch.empty_like(qp, **dense), torch.empty_like(k, **dense)
+    cfg = _launch_config(D, qt.element_size())
+    common = (B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau, 1.0 / tau)
+    _backward_rows_kernel[(triton.cdiv(B, cfg["BLOCK_B"]),)](
+        qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common,
+        PRECISION=_precision(), NEED_DQT=need_dq_target, **cfg)
+    _backward_keys_kernel[(triton.cdiv(K, cfg["BLOCK_K"]),)](
+        qt, qp, k, lse_p, lse_q, kl, g, dk, *common, PRECISION=_precision(), **cfg)
+    return dqt, dqp, dk
+
+
+@_similarity_kl_backward_op.register_fake
+def _(grad_kl, q_target, q_pred, keys, kl, lse_p, lse_q, tau, need_dq_target):
+    return (torch.empty_like(q_target, memory_format=torch.contiguous_format),
+            torch.empty_like(q_pred, memory_format=torch.contiguous_format),
+            torch.empty_like(keys, memory_format=torch.contiguous_format))
+
+
+def _setup_context(ctx, inputs, output):
+    q_target, q_pred, keys, tau = inputs
+    kl, lse_p, lse_q = output
+    ctx.save_for_backward(q_target, q_pred, keys, kl, lse_p, lse_q)
+    ctx.tau = tau
+    ctx.mark_non_differentiable(lse_p, lse_q)
+
+
+def _backward(ctx, grad_kl, _grad_lse_p, _grad_lse_q):
+    q_target, q_pred, keys, kl, lse_p, lse_q = ctx.saved_tensors
+    need_dq_target = ctx.needs_input_grad[0]
+    dqt, dqp, dk = _similarity_kl_backward_op(grad_kl, q_target, q_pred, keys, kl, lse_p, lse_q,
+                                              ctx.tau, need_dq_target)
+    return (dqt if need_dq_target else None), dqp, dk, None
+
+
+_similarity_kl_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _validate(q_target, q_pred, keys, tau):
+    if q_target.ndim != 2 or q_pred.shape != q_target.shape or keys.ndim != 2 or keys.shape[1] != q_target.shape[1]:
+        raise ValueError(f"similarity_kl: expected q_target, q_pred (B, D) and keys (K, D); got "
+                         f"{tuple(q_target.shape)}, {tuple(q_pred.shape)}, {tuple(keys.shape)}")
+    if q_target.shape[0] == 0 or keys.shape[0] == 0 or keys.shape[1] == 0:
+        raise ValueError(f"similarity_kl: B, K and D must be positive; got B={q_target.shape[0]}, "
+                         f"K={keys.shape[0]}, D={keys.shape[1]}")
+    tensors = {"q_target": q_target, "q_pred": q_pred, "keys": keys}
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) != 1:
+        raise ValueError(f"similarity_kl: all inputs must be on one device; got {devices}")
+    bad = {name: t.dtype for name, t in tensors.items() if t.dtype not in SUPPORTED_DTYPES}
+    if bad:
+        raise TypeError(f"similarity_kl (Triton): supported dtypes are {SUPPORTED_DTYPES}; got {bad}")
+    if not tau > 0:
+        raise ValueError(f"similarity_kl: tau must be > 0, got {tau}")
+
+
+def similarity_kl_triton(q_target, q_pred, keys, tau):
+    """mean_i KL(softmax(q_target_i . keys^T / tau) || softmax(q_pred_i . keys^T / tau)) as a scalar
+    of the inputs' (promoted) dtype; gradients reach all three inputs."""
+    _validate(q_target, q_pred, keys, tau)
+    dtype = torch.promote_types(torch.promote_types(q_target.dtype, q_pred.dtype), keys.dtype)
+    kl, _, _ = _similarity_kl_op(q_target.to(dtype), q_pred.to(dtype), keys.to(dtype), float(tau))
+    return kl.mean().to(dtype)
