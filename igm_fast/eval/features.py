@@ -40,11 +40,14 @@ def extract_features(encoder, split, *, device, batch_size=256, train=False, epo
         labels.append(y)
         indices.append(idx.to(device))
     encoder.train(was_training)
-    dim = encoder.config["dim"]
-    feats = dist.all_gather_cat(torch.cat(feats) if feats else torch.zeros(0, dim, device=device))
-    labels = dist.all_gather_cat(torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device))
-    indices = dist.all_gather_cat(torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long, device=device))
+    feats = cat_gather(feats, torch.zeros(0, encoder.config["dim"], device=device))
+    labels, indices = (cat_gather(t, torch.zeros(0, dtype=torch.long, device=device)) for t in (labels, indices))
     if not train:
         order = indices.argsort()
         feats, labels, indices = feats[order], labels[order], indices[order]
     return feats, labels, indices
+
+
+def cat_gather(chunks, empty):
+    """Concatenate this rank's batches, then every rank's rows (a rank may have none)."""
+    return dist.all_gather_cat(torch.cat(chunks) if chunks else empty)
