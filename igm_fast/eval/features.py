@@ -30,7 +30,7 @@ def extract_features(encoder, split, *, device, batch_size=256, train=False, epo
     """
     was_training = encoder.training
     encoder.eval()
-    loader = SkeletonLoader(split, batch_size, train=train, device=device,
+    loader = SkeletonLoader(split, batch_size, train=train, device=device, drop_last=False,
                             out_frames=encoder.config["num_frames"], seed=seed,
                             rank=dist.rank(), world_size=dist.world_size())
     loader.set_epoch(epoch)

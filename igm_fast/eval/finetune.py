@@ -103,7 +103,8 @@ def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size
     if dist.is_distributed():
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(param_groups(model, weight_decay, layer_decay), lr=lr, betas=(0.9, 0.999))
-    loader = SkeletonLoader(train_split, batch_size, train=True, device=device,
+    # drop_last=False: a small labelled subset (semi 1%) may hold fewer samples than one batch.
+    loader = SkeletonLoader(train_split, batch_size, train=True, device=device, drop_last=False,
                             out_frames=encoder.config["num_frames"], seed=seed,
                             rank=dist.rank(), world_size=dist.world_size())
     steps_per_epoch, history = len(loader), []
