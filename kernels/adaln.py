@@ -36,7 +36,7 @@ def _modulate_forward_kernel(x_ptr, shift_ptr, scale_ptr, out_ptr, mean_ptr, rst
                              x_sb, x_sl, shift_sb, shift_sl, scale_sb, scale_sl,
                              BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
                              SHIFT_PER_TOKEN: tl.constexpr, SCALE_PER_TOKEN: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements at large B * L * D
     tokens = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     dims = tl.arange(0, BLOCK_D)
     mask = (tokens[:, None] < L) & (dims[None, :] < D)
@@ -59,7 +59,7 @@ def _modulate_backward_kernel(g_ptr, x_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_pt
                               g_sb, g_sl, x_sb, x_sl, scale_sb, scale_sl,
                               BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
                               SHIFT_PER_TOKEN: tl.constexpr, SCALE_PER_TOKEN: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
     dims = tl.arange(0, BLOCK_D)
     dshift_sum = tl.zeros([BLOCK_D], tl.float32)
@@ -98,7 +98,7 @@ def _modulate_backward_kernel(g_ptr, x_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_pt
 def _gated_residual_forward_kernel(x_ptr, gate_ptr, y_ptr, out_ptr, L, D,
                                    x_sb, x_sl, gate_sb, gate_sl, y_sb, y_sl,
                                    BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, GATE_PER_TOKEN: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     tokens = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     dims = tl.arange(0, BLOCK_D)
     mask = (tokens[:, None] < L) & (dims[None, :] < D)
@@ -114,7 +114,7 @@ def _gated_residual_backward_kernel(g_ptr, gate_ptr, y_ptr, dy_ptr, dgate_ptr, d
                                     tokens_per_program, g_sb, g_sl, gate_sb, gate_sl, y_sb, y_sl,
                                     BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, GATE_PER_TOKEN: tl.constexpr):
     """dy = g * gate and dgate = g * y from one read of g, gate and y."""
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
     dims = tl.arange(0, BLOCK_D)
     dgate_sum = tl.zeros([BLOCK_D], tl.float32)

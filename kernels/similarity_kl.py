@@ -12,6 +12,7 @@ Exponentials run in base 2 (logits pre-multiplied by log2(e) / tau); the saved l
 those units and KL_i is in nats.
 """
 import math
+import os
 
 import torch
 import triton
@@ -21,12 +22,22 @@ SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
 
 
+def _tile_configs():
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        # One config, so the autotuner never benchmarks; small unequal tiles make the tests at
+        # B <= 64, K <= 96 cross several row and key tiles with ragged edges.
+        return [triton.Config({"BLOCK_B": 16, "BLOCK_K": 32})]
+    return [triton.Config({"BLOCK_B": bb, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+            for bb in (32, 64) for bk in (32, 64) for w, s in ((4, 2), (8, 3))]
+
+
 @triton.jit
 def _load_rows(ptr, rows, dims, n_rows, D, stride):
     mask = (rows[:, None] < n_rows) & (dims[None, :] < D)
     return tl.load(ptr + rows[:, None] * stride + dims[None, :], mask=mask, other=0.0)
 
 
+@triton.autotune(configs=_tile_configs(), key=["D"])
 @triton.jit
 def _forward_kernel(qt_ptr, qp_ptr, k_ptr, kl_ptr, lse_p_ptr, lse_q_ptr,
                     B, K, D, stride_qt, stride_qp, stride_k, scale2,
@@ -87,6 +98,7 @@ def _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, valid, scale2, PRECISION: tl
     return d_target, d_pred
 
 
+@triton.autotune(configs=_tile_configs(), key=["D"])
 @triton.jit
 def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dqt_ptr, dqp_ptr,
                           B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau,
@@ -119,6 +131,7 @@ def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g
         tl.store(dqt_ptr + out, acc_qt * inv_tau, mask=mask)
 
 
+@triton.autotune(configs=_tile_configs(), key=["D"])
 @triton.jit
 def _backward_keys_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dk_ptr,
                           B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau,
@@ -153,13 +166,8 @@ def _unit_last_stride(t):
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def _launch_config(D, itemsize):
-    """Block sizes keeping two (rows x D) query tiles, a key tile and fp32 accumulators in registers."""
-    block_d = max(16, triton.next_power_of_2(D))
-    row_bytes = block_d * max(itemsize, 2)
-    block_b = 64 if row_bytes <= 256 else 32 if row_bytes <= 512 else 16
-    return dict(BLOCK_B=block_b, BLOCK_K=32 if row_bytes <= 512 else 16, BLOCK_D=block_d,
-                num_warps=4 if row_bytes <= 256 else 8)
+def _block_d(D):
+    return max(16, triton.next_power_of_2(D))  # tl.dot needs every tile dimension >= 16
 
 
 def _precision():
@@ -174,10 +182,9 @@ def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.
     qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
     (B, D), K = qt.shape, k.shape[0]
     kl, lse_p, lse_q = (torch.empty(B, device=qt.device, dtype=torch.float32) for _ in range(3))
-    cfg = _launch_config(D, qt.element_size())
-    _forward_kernel[(triton.cdiv(B, cfg["BLOCK_B"]),)](
+    _forward_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]),)](
         qt, qp, k, kl, lse_p, lse_q, B, K, D, qt.stride(0), qp.stride(0), k.stride(0),
-        math.log2(math.e) / tau, PRECISION=_precision(), **cfg)
+        math.log2(math.e) / tau, BLOCK_D=_block_d(D), PRECISION=_precision())
     return kl, lse_p, lse_q
 
 
@@ -198,13 +205,12 @@ def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_
     dense = dict(memory_format=torch.contiguous_format)  # the kernels store rows densely
     dqt = torch.empty_like(qt, **dense) if need_dq_target else torch.zeros_like(qt, **dense)
     dqp, dk = torch.empty_like(qp, **dense), torch.empty_like(k, **dense)
-    cfg = _launch_config(D, qt.element_size())
     common = (B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau, 1.0 / tau)
-    _backward_rows_kernel[(triton.cdiv(B, cfg["BLOCK_B"]),)](
+    _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]),)](
         qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common,
-        PRECISION=_precision(), NEED_DQT=need_dq_target, **cfg)
-    _backward_keys_kernel[(triton.cdiv(K, cfg["BLOCK_K"]),)](
-        qt, qp, k, lse_p, lse_q, kl, g, dk, *common, PRECISION=_precision(), **cfg)
+        BLOCK_D=_block_d(D), PRECISION=_precision(), NEED_DQT=need_dq_target)
+    _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]),)](
+        qt, qp, k, lse_p, lse_q, kl, g, dk, *common, BLOCK_D=_block_d(D), PRECISION=_precision())
     return dqt, dqp, dk
 
 
