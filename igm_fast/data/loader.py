@@ -130,7 +130,7 @@ class SkeletonLoader:
                 index = torch.from_numpy(idx)
                 dev_index = index.to(self.device)
                 frames = int(self.lengths[idx].max())
-                x = self.resident[:, :, :frames].index_select(0, dev_index)
+                x = self.resident[dev_index, :, :frames]  # (index_select is slow on CPU for 5-D rows)
                 lengths = torch.from_numpy(self.lengths[idx]).to(self.device)
                 labels = torch.from_numpy(self.labels[idx]).to(self.device)
                 yield (*self._augment(x, lengths, labels, dev_index), index)
