@@ -172,7 +172,10 @@ def read_skeleton(path):
         raise InputError(f"{path}: cannot read as text ({e})") from None
     if not text.strip():
         raise InputError(f"{path}:1: empty file; expected the number of frames")
-    cursor = _Lines(path, text.split("\n"))
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline ending the last line
+        lines.pop()
+    cursor = _Lines(path, lines)
     num_frames = cursor.count("the number of frames")
     dropped, records = [], []  # records: (body id, kept-frame index, line index of its first joint)
     kept = -1
@@ -216,12 +219,12 @@ def read_skeleton(path):
 
 
 def _joint_values(cursor, starts):
-    """The 12 numbers of every joint line, (len(starts), 25, 12) float32; rounded via float64 like numpy's
-    string cast. Fast path: one conversion of all lines; on failure, find and name the bad line."""
+    """The 12 numbers of every joint line, (len(starts), 25, 12) float32, converted from the strings
+    as the reference does. Fast path: one conversion of all lines; on failure, name the bad line."""
     indices = [s + j for s in starts for j in range(NUM_JOINTS)]
     fields = [cursor.lines[i].split() for i in indices]
     try:
-        values = np.array(fields, dtype=np.float64).reshape(len(starts), NUM_JOINTS, VALUES_PER_JOINT)
+        values = np.array(fields, dtype=np.float32).reshape(len(starts), NUM_JOINTS, VALUES_PER_JOINT)
     except ValueError:
         for index, tokens in zip(indices, fields):
             if len(tokens) != VALUES_PER_JOINT:
@@ -232,7 +235,7 @@ def _joint_values(cursor, starts):
             except ValueError:
                 raise cursor.error(index, f"expected {VALUES_PER_JOINT} numbers, found {' '.join(tokens)!r}") from None
         raise
-    return values.astype(np.float32)
+    return values
 
 
 def _motion(joints):
@@ -438,7 +441,7 @@ def prepare(raw_dir, out_dir, version="ntu60", workers=2, missing_list=None, pro
         skipped[name] = reason
         skip_counts[category] = skip_counts.get(category, 0) + 1
 
-    all_paths = sorted(raw_dir.rglob("*.skeleton"))
+    all_paths = sorted(raw_dir.rglob("*.skeleton"), key=lambda p: (p.name, p))  # the reference's name order
     for path in all_paths:
         name = path.stem
         if not NAME_PATTERN.fullmatch(name):
@@ -460,8 +463,7 @@ def prepare(raw_dir, out_dir, version="ntu60", workers=2, missing_list=None, pro
     dropped_frames, kept = 0, []
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".ntu_prepare.") as tmp:
         # All samples' rows in a sparse on-disk array: NTU120 padded is ~20 GB, never all in RAM.
-        rows = np.lib.format.open_memmap(Path(tmp) / "rows.npy", mode="w+", dtype=np.float32,
-                                         shape=(len(names), MAX_FRAMES, 150))
+        rows = _disk_array(Path(tmp) / "rows.npy", (len(names), MAX_FRAMES, 150))
         jobs = [(paths[name], version) for name in names]
         with multiprocessing.Pool(workers) if workers > 1 else _InProcess() as pool:
             results = pool.imap(_prepare_one, jobs, chunksize=8)
@@ -509,16 +511,21 @@ def _prepare_one(job):
     return _single_actor_rule(joints, version), None, len(skeleton.dropped_frames)
 
 
+def _disk_array(path, shape):
+    """A zero-filled float32 array backed by a sparse file (an empty one cannot be memory-mapped)."""
+    if 0 in shape:
+        return np.zeros(shape, np.float32)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+
+
 def _write_benchmark(tmp, out_dir, version, benchmark, npz_name, rows, split, row_of):
     """Gather one benchmark's samples into per-split on-disk arrays in split order, then write the MAMP
     npz and the layout directory from them: both writers stream memory maps, nothing is loaded whole."""
     parts, npz_parts = {}, {}
     for side, names in split.items():
         n = len(names)
-        side_rows = np.lib.format.open_memmap(tmp / f"{benchmark}_{side}_rows.npy", mode="w+",
-                                              dtype=np.float32, shape=(n, MAX_FRAMES, 150))
-        x = np.lib.format.open_memmap(tmp / f"{benchmark}_{side}_x.npy", mode="w+", dtype=np.float32,
-                                      shape=(n, 3, MAX_FRAMES, NUM_JOINTS, 2))
+        side_rows = _disk_array(tmp / f"{benchmark}_{side}_rows.npy", (n, MAX_FRAMES, 150))
+        x = _disk_array(tmp / f"{benchmark}_{side}_x.npy", (n, 3, MAX_FRAMES, NUM_JOINTS, 2))
         lengths = np.zeros(n, np.int64)
         for k, name in enumerate(names):
             side_rows[k] = rows[row_of[name]]
