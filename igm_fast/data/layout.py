@@ -206,3 +206,24 @@ def write_dataset(root, name, class_names, num_joints, num_bodies, max_frames, s
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def centre_and_pad(seq, max_frames, centre_joint=1):
+    """A (L, M, V, 3) sequence as one padded sample: ((3, max_frames, V, M) float32, valid length).
+
+    Centred as the NTU pipeline does: joint `centre_joint` of body 0, in the first frame where
+    body 0 is present, moves to the origin; frames where a body is absent (all zero) stay zero.
+    A sequence longer than max_frames is resampled to max_frames by uniform nearest-frame sampling
+    (so it keeps its whole extent); a shorter one is zero padded after its last frame.
+    """
+    seq = np.asarray(seq, np.float64)
+    present = np.abs(seq).sum(axis=(2, 3)) > 0  # (L, M)
+    if not present[:, 0].any():
+        raise ValueError("body 0 is absent in every frame: nothing to centre on")
+    origin = seq[np.argmax(present[:, 0]), 0, centre_joint]
+    seq = np.where(present[:, :, None, None], seq - origin, 0.0)
+    if len(seq) > max_frames:
+        seq = seq[np.linspace(0, len(seq) - 1, max_frames).round().astype(np.int64)]
+    out = np.zeros((3, max_frames) + seq.shape[2:0:-1], np.float32)
+    out[:, :len(seq)] = seq.transpose(3, 0, 2, 1)
+    return out, len(seq)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from igm_fast.data import layout
+from igm_fast.data.skeletons import NTU25
 
 CLASS_NAMES = ("wave", "raise both hands", "clap", "punch", "kick", "squat", "jump", "bow",
                "turn around", "walk in place", "handshake", "push")
@@ -27,21 +28,36 @@ NUM_JOINTS, NUM_BODIES, MAX_FRAMES, FPS = 25, 2, 300, 30.0
 CAMERA_YAW_DEG = (0.0, 45.0, -45.0)
 BENCHMARKS = ("xsub", "xview")
 
-# NTU Kinect v2 joints (0-based) and the parent of each; spine base (0) is the root.
+# Forward kinematics walks the NTU joint tree (igm_fast.data.skeletons.NTU25) from the spine base.
 # 0 spine base, 1 spine mid, 2 neck, 3 head, 4-7 left shoulder/elbow/wrist/hand, 8-11 right,
 # 12-15 left hip/knee/ankle/foot, 16-19 right, 20 spine shoulder, 21/22 left hand tip/thumb, 23/24 right.
-PARENTS = (-1, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 7, 11, 11)
-FK_ORDER = (0, 1, 20, 2, 3, 4, 5, 6, 7, 21, 22, 8, 9, 10, 11, 23, 24, 12, 13, 14, 15, 16, 17, 18, 19)
+
+
+def _rooted_tree(skeleton, root):
+    """(parent of every joint, joints in parent-before-child order) of the skeleton's bones hung from root."""
+    neighbours = {v: set() for v in range(skeleton.num_joints)}
+    for a, b in skeleton.bones:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    parents, order = {root: -1}, [root]
+    for v in order:  # breadth first: order grows while we walk it
+        for n in sorted(neighbours[v] - parents.keys()):
+            parents[n] = v
+            order.append(n)
+    return tuple(parents[v] for v in range(skeleton.num_joints)), tuple(order)
+
+
+PARENTS, FK_ORDER = _rooted_tree(NTU25, root=0)
 
 # Rest pose (standing, arms down) in the body frame: x = body's left, y = up, z = forward; metres.
-# Each row is the bone from the joint's parent to the joint.
+# Each row is the bone from the joint's parent (PARENTS) to the joint; a hand tip hangs off the thumb.
 REST_BONES = np.array([
     [0, 0, 0], [0, .28, 0], [0, .08, 0], [0, .12, 0],                              # root, spine mid, neck, head
     [.17, -.03, 0], [0, -.27, 0], [0, -.25, 0], [0, -.08, 0],                      # left arm
     [-.17, -.03, 0], [0, -.27, 0], [0, -.25, 0], [0, -.08, 0],                     # right arm
     [.08, -.05, 0], [0, -.42, 0], [0, -.40, 0], [0, -.05, .12],                    # left leg
     [-.08, -.05, 0], [0, -.42, 0], [0, -.40, 0], [0, -.05, .12],                   # right leg
-    [0, .22, 0], [0, -.07, 0], [0, -.03, .03], [0, -.07, 0], [0, -.03, .03],       # spine shoulder, hands
+    [0, .22, 0], [0, -.04, -.03], [0, -.03, .03], [0, -.04, -.03], [0, -.03, .03],  # spine shoulder, tip, thumb
 ])
 SEGMENTS = {"torso": (1, 2, 3, 20), "arms": (5, 6, 7, 9, 10, 11, 21, 22, 23, 24),
             "legs": (13, 14, 15, 17, 18, 19), "shoulders": (4, 8), "hips": (12, 16)}
@@ -203,12 +219,20 @@ def _actor_motions(action, t, u, amp, rng, bones):
         for elbow, wrist in ((L_ELBOW, L_WRIST), (R_ELBOW, R_WRIST)):
             a.flex(elbow, (50 + 35 * thrust) * deg)
             a.flex(wrist, (90 - 90 * thrust) * deg)
+        a.pos[:, 2] += thrust * 0.3  # step in to reach
         hit = np.clip(np.cumsum(np.maximum(np.diff(reach, prepend=0), 0)) / reps, 0, 1)
         b.pos[:, 2] -= hit * amp * 0.4
         b.flex(SPINE_MID, -15 * reach * deg)
         b.abduct(L_ELBOW, reach * 30 * deg, True)
         b.abduct(R_ELBOW, reach * 30 * deg, False)
     return [a, b]
+
+
+def _activity_window(u, rng):
+    """1 while the action runs, easing to 0 (rest pose) in an idle lead-in and lead-out of random length."""
+    onset, offset = rng.uniform(0, 0.25), rng.uniform(0.75, 1.0)
+    ramp = np.clip(np.minimum(u - onset, offset - u) / 0.08, 0, 1)
+    return ramp * ramp * (3 - 2 * ramp)
 
 
 def _sample(seed, label, index, subjects, camera):
@@ -218,28 +242,28 @@ def _sample(seed, label, index, subjects, camera):
     length = int(np.clip(np.exp(rng.normal(np.log(90), 0.45)), 40, MAX_FRAMES))
     bodies = [subject_bones(seed, s) for s in subjects]
     _, speed_bias, amp_bias = bodies[0]
-    speed = rng.uniform(0.75, 1.3) * speed_bias
-    amp = rng.uniform(0.7, 1.15) * amp_bias
+    speed = rng.uniform(0.7, 1.35) * speed_bias
+    amp = rng.uniform(0.45, 1.2) * amp_bias
     t = np.arange(length) / FPS * speed
     u = np.linspace(0, 1, length)
     motions = _actor_motions(action, t, u, amp, rng, bodies[0][0])
-    # Scene: actors face the camera (yaw pi) alone, or face each other side-on when two.
+    window = _activity_window(u, rng)
+    # Scene: one actor faces the camera (yaw pi); two face each other side-on, `gap` apart along x.
     base_yaw = [np.pi] if len(motions) == 1 else [np.pi / 2, -np.pi / 2]
-    gap = rng.uniform(0.9, 1.2)
-    camera_rot = _rot("x", rng.uniform(-8, 8) * np.pi / 180) @ _rot("y", CAMERA_YAW_DEG[camera] * np.pi / 180)
+    starts = [np.zeros(3)] if len(motions) == 1 else [np.array([s * rng.uniform(0.45, 0.6), 0, 0]) for s in (-1, 1)]
+    camera_rot = _rot("x", rng.uniform(-10, 10) * np.pi / 180) @ _rot("y", (CAMERA_YAW_DEG[camera] + rng.uniform(-10, 10)) * np.pi / 180)
     out = []
-    for k, (motion, (bones, _, _)) in enumerate(zip(motions, bodies)):
-        sway = np.stack([rng.uniform(2, 6) * np.pi / 180 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t[:, None]
-                                                                  + rng.uniform(0, 2 * np.pi, (1, 3)))
-                         for _ in range(NUM_JOINTS)], axis=1)
-        yaw = base_yaw[k] + motion.yaw + rng.normal(0, 10) * np.pi / 180
-        # forward (+z body) of each actor points at the other: place actor 2 `gap` ahead of actor 1
-        start = np.array([-gap / 2 if k == 0 else gap / 2, 0.0, 0.0]) if len(motions) == 2 else np.zeros(3)
-        body_fwd = _rot("y", np.array(base_yaw[k]))
-        root = start + motion.pos @ body_fwd.T
-        pos = forward_kinematics(bones, motion.angles + sway, yaw, root)
+    for motion, (bones, _, _), yaw0, start in zip(motions, bodies, base_yaw, starts):
+        # fidgeting: slow sinusoidal sway on every joint angle, a different one per actor and sample
+        sway = (rng.uniform(2, 12, (NUM_JOINTS, 3)) * np.pi / 180
+                * np.sin(2 * np.pi * rng.uniform(0.1, 0.8, (NUM_JOINTS, 3)) * t[:, None, None]
+                         + rng.uniform(0, 2 * np.pi, (NUM_JOINTS, 3))))
+        yaw = yaw0 + motion.yaw + rng.normal(0, 25) * np.pi / 180
+        root = start + (motion.pos * window[:, None]) @ _rot("y", np.array(yaw0)).T
+        pos = forward_kinematics(bones, motion.angles * window[:, None, None] + sway, yaw, root)
         pos = pos @ camera_rot.T + np.array([0.0, 0.0, 3.0])
-        out.append(pos + rng.normal(0, 0.012, pos.shape))
+        fit_bias = rng.normal(0, 0.01, (NUM_JOINTS, 3))  # per-sample skeleton-fitting offset per joint
+        out.append(pos + fit_bias + rng.normal(0, 0.02, pos.shape))
     return np.stack(out), length
 
 
@@ -308,8 +332,9 @@ def prepare_synth(out_dir, seed=0, samples_per_class=200, num_subjects=20, bench
         name = dataset_name(benchmark)
         path = layout.write_dataset(out_dir / name, name, CLASS_NAMES, NUM_JOINTS, NUM_BODIES, MAX_FRAMES,
                                     splits, replace=replace)
-        if npz:
-            layout.write_mamp_npz(out_dir / f"Synth_{'XSub' if benchmark == 'xsub' else 'XView'}.npz",
-                                  len(CLASS_NAMES), *[(sx, sy, sn) for sx, _, sy, sn in splits.values()])
         summary[name] = {"train": len(train), "test": len(test), "path": str(path)}
+        if npz:
+            npz_path = out_dir / f"Synth_{'XSub' if benchmark == 'xsub' else 'XView'}.npz"
+            layout.write_mamp_npz(npz_path, len(CLASS_NAMES), *[(sx, sy, sn) for sx, _, sy, sn in splits.values()])
+            summary[name]["npz"] = str(npz_path)
     return summary
