@@ -254,7 +254,7 @@ def test_non_numeric_token(tmp_path):
     tokens = lines[40].split()
     tokens[2] = "abc"
     lines[40] = " ".join(tokens)
-    with pytest.raises(InputError, match=r"S001C001P001R001A001.skeleton:41: expected 12 numbers, found '.*abc"):
+    with pytest.raises(InputError, match=r"S001C001P001R001A001.skeleton:41: expected 12 numbers, found 'abc'"):
         ntu.read_skeleton(write_lines(tmp_path, lines))
 
 
@@ -401,7 +401,7 @@ def test_prepare_ntu60(raw_dir, tmp_path):
     summary = ntu.prepare(raw_dir, out, "ntu60", workers=1, missing_list=missing, progress=False)
     assert summary["samples"] == 6 and summary["raw_files"] == 9
     assert summary["skipped_counts"] == {"missing skeleton": 1, "no body": 1, "not ntu60": 1}
-    assert "no body" in summary["skipped"]["S002C001P003R001A010"]
+    assert any(s.startswith("S002C001P003R001A010: ") and "no body" in s for s in summary["skipped"])
     assert summary["dropped_empty_frames"] == 2
     subject1, subject20 = list(REAL_NAMES[:2]), list(REAL_NAMES[2:6])  # cameras 1 and 3
     assert summary["benchmarks"] == {"ntu60-xsub": {"train": 2, "test": 4}, "ntu60-xview": {"train": 4, "test": 2}}

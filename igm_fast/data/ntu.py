@@ -148,14 +148,10 @@ class _Lines:
         return self.lines[self.pos - 1]
 
     def count(self, expected):
-        line = self.next(expected)
-        try:
-            value = int(line)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise self.error(self.pos - 1, f"expected {expected} (an integer >= 0), found {line.strip()!r}")
-        return value
+        value = self.next(expected).strip()
+        if not (value.isascii() and value.isdigit()):
+            raise self.error(self.pos - 1, f"expected {expected} (an integer >= 0), found {value!r}")
+        return int(value)
 
     def skip(self, n, expected):
         if self.pos + n > len(self.lines):
@@ -188,7 +184,7 @@ def read_skeleton(path):
         seen = set()
         for _ in range(num_bodies):
             info = cursor.next(f"a body line of frame {frame}").split()
-            if len(info) != VALUES_PER_BODY_LINE or not info[0].isdigit():
+            if len(info) != VALUES_PER_BODY_LINE or not (info[0].isascii() and info[0].isdigit()):
                 raise cursor.error(cursor.pos - 1, f"expected a body line of {VALUES_PER_BODY_LINE} values "
                                    f"starting with the integer body id, found {len(info)} values")
             body_id = int(info[0])
@@ -214,7 +210,7 @@ def read_skeleton(path):
                                interval=first_frame + np.arange(len(rows), dtype=np.int64))
     if len(bodies) > 1:
         for body in bodies.values():
-            body.motion = np.sum(np.var(body.joints, axis=0))
+            body.motion = _motion(body.joints)
     return Skeleton(path=path, num_frames=kept + 1, bodies=bodies, dropped_frames=dropped)
 
 
@@ -230,15 +226,18 @@ def _joint_values(cursor, starts):
             if len(tokens) != VALUES_PER_JOINT:
                 raise cursor.error(index, f"expected a joint line of {VALUES_PER_JOINT} numbers, "
                                    f"found {len(tokens)} values") from None
-            try:
-                [float(t) for t in tokens]
-            except ValueError:
-                raise cursor.error(index, f"expected {VALUES_PER_JOINT} numbers, found {' '.join(tokens)!r}") from None
+            for token in tokens:
+                try:
+                    float(token)
+                except ValueError:
+                    raise cursor.error(index, f"expected {VALUES_PER_JOINT} numbers, found {token!r}") from None
         raise
     return values
 
 
 def _motion(joints):
+    """Sum of the variances of x, y and z over all frames and joints, in float32 like the reference
+    (same call on the same (F*25, 3) C-ordered array, so the same rounding)."""
     return np.sum(np.var(joints, axis=0))
 
 
@@ -288,25 +287,28 @@ def extract_actors(skeleton):
     output for one sample before padding, (T, 75) when one actor survives, else (T, 150)."""
     if not skeleton.bodies:
         raise NoBodyError(f"{skeleton.path}: no body in any of its frames")
-    if len(skeleton.bodies) == 1:  # the reference skips denoising and frame removal here
-        (body_id, body), = skeleton.bodies.items()
-        joints = np.zeros((skeleton.num_frames, 75), np.float32)
-        _place(joints, body, slice(0, 75))
-        return Actors(joints=_centre(skeleton.path, joints), body_ids=[[body_id]])
+    if len(skeleton.bodies) == 1:  # the reference neither denoises nor removes frames here
+        joints, actor_ids = _one_actor(next(iter(skeleton.bodies.items())), skeleton.num_frames)
+        return Actors(joints=_centre(skeleton.path, joints), body_ids=actor_ids)
 
     ranked = denoise(skeleton.bodies)
     if not ranked:
         raise NoBodyError(f"{skeleton.path}: every body lasts <= {MAX_NOISE_LENGTH} frames (noise)")
     if len(ranked) == 1:
-        (body_id, body), = ranked
-        joints = np.zeros((skeleton.num_frames, 75), np.float32)
-        _place(joints, body, slice(0, 75))
-        actor_ids = [[body_id]]
+        joints, actor_ids = _one_actor(ranked[0], skeleton.num_frames)
     else:
         joints, actor_ids = _two_actors(ranked, skeleton.num_frames)
     # remove_missing_frames: frames where no actor has data (coordinates summing to zero)
     joints = joints[joints.sum(axis=1) != 0]
     return Actors(joints=_centre(skeleton.path, joints), body_ids=actor_ids)
+
+
+def _one_actor(item, num_frames):
+    """get_one_actor_points: (num_frames, 75) with the body at its interval."""
+    body_id, body = item
+    joints = np.zeros((num_frames, 75), np.float32)
+    _place(joints, body, slice(0, 75))
+    return joints, [[body_id]]
 
 
 def _two_actors(ranked, num_frames):
@@ -340,12 +342,11 @@ def _centre(path, joints):
     if len(has_actor1) == 0:
         raise NoBodyError(f"{path}: actor 1 has all-zero coordinates")
     origin = joints[has_actor1[0], 3:6].copy()
-    missing = [joints[:, a:a + 75].sum(axis=1) == 0 for a in range(0, joints.shape[1], 75)] \
-        if joints.shape[1] == 150 else []
-    joints = joints - np.tile(origin, joints.shape[1] // 3)
-    for actor, frames in enumerate(missing):
-        joints[frames, actor * 75:(actor + 1) * 75] = 0
-    return joints
+    centred = joints - np.tile(origin, joints.shape[1] // 3)
+    if joints.shape[1] == 150:  # the reference re-zeroes absent actors only in the two-actor layout
+        for columns in (slice(0, 75), slice(75, 150)):
+            centred[joints[:, columns].sum(axis=1) == 0, columns] = 0
+    return centred
 
 
 def preprocess(path, version="ntu60"):
@@ -407,21 +408,6 @@ def read_name_list(path):
     return names
 
 
-def _prepare_one(args):
-    """Worker: one raw file -> (name, rows (T, 150) or None, skip reason or None, dropped frame count)."""
-    path, version = args
-    skeleton = read_skeleton(path)
-    try:
-        joints = extract_actors(skeleton).joints
-    except NoBodyError as e:
-        return path.stem, None, str(e), len(skeleton.dropped_frames)
-    if joints.shape[1] == 75:
-        joints = np.hstack([joints, joints if version == "ntu120" else np.zeros_like(joints)])
-    if len(joints) > MAX_FRAMES:
-        raise InputError(f"{path}: {len(joints)} frames after preprocessing; NTU samples have at most {MAX_FRAMES}")
-    return path.stem, joints, None, len(skeleton.dropped_frames)
-
-
 def prepare(raw_dir, out_dir, version="ntu60", workers=2, missing_list=None, progress=True):
     """Preprocess every `.skeleton` under raw_dir; write for each benchmark of `version` the MAMP npz
     (`out_dir/NTU60_XSub.npz` ...) and the fast layout (`out_dir/ntu60-xsub/` ...). Returns a summary.
@@ -435,10 +421,10 @@ def prepare(raw_dir, out_dir, version="ntu60", workers=2, missing_list=None, pro
     if not raw_dir.is_dir():
         raise InputError(f"{raw_dir}: raw skeleton directory not found")
     missing = set(read_name_list(missing_list)) if missing_list else set()
-    paths, skipped, skip_counts = {}, {}, {}
+    paths, skipped, skip_counts = {}, [], {}
 
     def skip(name, category, reason):
-        skipped[name] = reason
+        skipped.append(f"{name}: {reason}")
         skip_counts[category] = skip_counts.get(category, 0) + 1
 
     all_paths = sorted(raw_dir.rglob("*.skeleton"), key=lambda p: (p.name, p))  # the reference's name order
