@@ -26,6 +26,9 @@ PREPARE_COMMANDS = {
 }
 SYNTH_BENCHMARKS = {synth.dataset_name(b): b for b in synth.BENCHMARKS}
 DATASET_NAMES = (*SYNTH_BENCHMARKS, *PREPARE_COMMANDS)
+# Size of the synth generated on first use: 12 classes x 200 = 2,400 samples, enough for the
+# default CPU training run (the prepare CLI takes other sizes).
+SYNTH_DEFAULTS = dict(seed=0, samples_per_class=200, num_subjects=20)
 
 
 def default_data_root():
@@ -39,7 +42,8 @@ def resolve(name, data_root=None):
         path = root / name
         if not (path / "meta.json").is_file():
             # replace=False: when several ranks start together the first complete copy wins
-            synth.prepare_synth(root, benchmarks=(SYNTH_BENCHMARKS[name],), npz=False, replace=False)
+            synth.prepare_synth(root, **SYNTH_DEFAULTS, benchmarks=(SYNTH_BENCHMARKS[name],), npz=False,
+                                replace=False)
         return path
     if name in PREPARE_COMMANDS:
         path = root / name

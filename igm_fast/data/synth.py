@@ -3,10 +3,13 @@
 Each sample is one action performed by one (or two) of `num_subjects` virtual subjects, seen
 by one of three cameras, at 30 fps. What varies and how:
 - subject: overall height and per-segment proportions, plus a personal speed and amplitude bias;
-- sample: speed, amplitude, phase, handedness (one-arm actions), duration 40..300 frames,
-  slow random sway on every joint angle, facing jitter, camera pitch;
+- sample: speed, amplitude, phase, handedness (one-arm actions), duration 40..300 frames, an
+  idle lead-in and lead-out of random length, slow random sway (2-12 degrees) on every joint
+  angle, facing jitter, camera pitch and yaw jitter;
 - view: camera yaw 0, +45, -45 degrees (like NTU's three cameras);
-- sensor noise: Gaussian jitter on every joint of every frame.
+- sensor noise: Gaussian jitter on every joint of every frame plus a fixed per-sample offset.
+The variation is tuned so classes are learnable but not trivial: a logistic regression on raw
+coordinates of 16 frames reaches about 86% (xsub) with the defaults, not 100%.
 Every sample draws from its own numpy Generator keyed by (seed, class, index within class), so
 a sample does not change when `samples_per_class` does.
 
@@ -235,7 +238,7 @@ def _activity_window(u, rng):
     return ramp * ramp * (3 - 2 * ramp)
 
 
-def _sample(seed, label, index, subjects, camera):
+def _sample(seed, label, index, subjects, camera, sensor_noise):
     """One sample: (positions (M', L, 25, 3) in camera space, L), M' = 1 or 2 actors."""
     rng = np.random.default_rng([seed, label, index])
     action = CLASS_NAMES[label]
@@ -262,8 +265,8 @@ def _sample(seed, label, index, subjects, camera):
         root = start + (motion.pos * window[:, None]) @ _rot("y", np.array(yaw0)).T
         pos = forward_kinematics(bones, motion.angles * window[:, None, None] + sway, yaw, root)
         pos = pos @ camera_rot.T + np.array([0.0, 0.0, 3.0])
-        fit_bias = rng.normal(0, 0.01, (NUM_JOINTS, 3))  # per-sample skeleton-fitting offset per joint
-        out.append(pos + fit_bias + rng.normal(0, 0.02, pos.shape))
+        fit_bias = rng.normal(0, 0.5, (NUM_JOINTS, 3))  # per-sample skeleton-fitting offset per joint
+        out.append(pos + (fit_bias + rng.normal(0, 1, pos.shape)) * sensor_noise)
     return np.stack(out), length
 
 
@@ -275,31 +278,36 @@ def split_groups(num_subjects):
     return [s for s in range(num_subjects) if s % 3 != 2], test
 
 
-def generate(seed=0, samples_per_class=200, num_subjects=20):
+def generate(seed=0, samples_per_class=200, num_subjects=20, sensor_noise=0.02):
     """All samples of every class: dict with x (N, 3, 300, 25, 2) float32, lengths, labels,
-    subjects (actor 1's), cameras (0..2), names. Sample i = q * num_subjects + r of a class is
-    performed by subject r in front of camera (r + q) % 3, so every subject meets every camera;
-    a two-person partner comes from the same xsub group."""
+    subjects (actor 1's), partners (actor 2's subject, -1 when alone), cameras (0..2), names. Sample i = q * num_subjects + r of class c is
+    performed by subject r in front of camera (r + q + c) % 3, so every subject meets every camera;
+    a two-person partner comes from the same xsub group. sensor_noise: std (metres) of the per-frame
+    jitter on every joint (plus a fixed per-sample offset per joint of half that); 0 leaves the exact
+    forward kinematics, with the same motions."""
     groups = split_groups(num_subjects)
     n = len(CLASS_NAMES) * samples_per_class
     x = np.zeros((n, 3, MAX_FRAMES, NUM_JOINTS, NUM_BODIES), np.float32)
     lengths, labels, subjects, cameras = (np.zeros(n, np.int64) for _ in range(4))
+    partners = np.full(n, -1, np.int64)
     names = []
     for label, action in enumerate(CLASS_NAMES):
         for i in range(samples_per_class):
             k = label * samples_per_class + i
             q, subject = divmod(i, num_subjects)
-            camera = (subject + q) % 3
+            camera = (subject + q + label) % 3
             actors = [subject]
             if action in TWO_PERSON:
                 group = groups[1] if subject in groups[1] else groups[0]
-                actors.append(group[(group.index(subject) + 1) % len(group)])
-            pos, length = _sample(seed, label, i, actors, camera)
+                partners[k] = group[(group.index(subject) + 1) % len(group)]
+                actors.append(partners[k])
+            pos, length = _sample(seed, label, i, actors, camera, sensor_noise)
             pos -= pos[0, 0, 1]  # centre on spine middle of actor 1 in frame 0
             x[k, :, :length, :, :len(pos)] = pos.transpose(3, 1, 2, 0)
             lengths[k], labels[k], subjects[k], cameras[k] = length, label, subject, camera
             names.append(f"synth_C{camera + 1:03d}P{subject + 1:03d}A{label + 1:03d}I{i:05d}")
-    return dict(x=x, lengths=lengths, labels=labels, subjects=subjects, cameras=cameras, names=names)
+    return dict(x=x, lengths=lengths, labels=labels, subjects=subjects, partners=partners, cameras=cameras,
+                names=names)
 
 
 def split_indices(data, benchmark, num_subjects):
