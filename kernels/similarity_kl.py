@@ -2,12 +2,17 @@
 
 Row i: KL_i = KL(softmax(q_target_i . keys^T / tau) || softmax(q_pred_i . keys^T / tau)); the loss
 is mean_i KL_i. The (B, K) logits never reach HBM:
-- forward: one program per block of rows streams the key tiles once, keeping online
-  log-sum-exps of both rows and the running sum of p * (logit_p - logit_q), and saves
-  only lse_p, lse_q and KL_i (O(B)) for backward;
-- backward recomputes the logits tile by tile in two kernels, one over row blocks (dq_pred,
-  dq_target) and one over key blocks (dkeys), so every reduction stays inside one program:
-  no atomics, no (B, K) or (programs, K, D) buffers.
+- forward: a program owns a block of rows and a split of the keys, streams that split's key
+  tiles once, and keeps online log-sum-exps of both rows plus the running sum of
+  p * (logit_p - logit_q); a small kernel merges the splits' partial sums into lse_p, lse_q
+  and KL_i, the only (O(B)) state saved for backward;
+- backward recomputes the logits tile by tile in two kernels, one over (row block, key split)
+  for dq_pred and dq_target, one over (key block, row split) for dkeys. Each program
+  reduces in registers and writes one fp32 partial; the few partials are summed once.
+  No atomics, no (B, K) buffer.
+Splitting the loop dimension matters: a single (B = K = 1024, D = 256) loss has only
+B / BLOCK_B row blocks, far fewer than a GPU has SMs. Splits are whole multiples of
+SPLIT_ALIGN so that a tile never crosses a split boundary.
 Exponentials run in base 2 (logits pre-multiplied by log2(e) / tau); the saved lse's are in
 those units and KL_i is in nats.
 """
@@ -20,6 +25,8 @@ import triton.language as tl
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
+TARGET_PROGRAMS = 512  # about four programs per SM on an H100 (132 SMs)
+SPLIT_ALIGN = 64  # every BLOCK_B / BLOCK_K below divides it
 
 
 def _tile_configs():
@@ -37,13 +44,22 @@ def _load_rows(ptr, rows, dims, n_rows, D, stride):
     return tl.load(ptr + rows[:, None] * stride + dims[None, :], mask=mask, other=0.0)
 
 
+@triton.jit
+def _rescale(m, m_other):
+    """Common maximum of two partial sums of exp2(s - max), and the factors moving each onto it."""
+    m_new = tl.maximum(m, m_other)
+    return m_new, tl.exp2(m - m_new), tl.exp2(m_other - m_new)
+
+
 @triton.autotune(configs=_tile_configs(), key=["D"])
 @triton.jit
-def _forward_kernel(qt_ptr, qp_ptr, k_ptr, kl_ptr, lse_p_ptr, lse_q_ptr,
-                    B, K, D, stride_qt, stride_qp, stride_k, scale2,
-                    BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+def _forward_kernel(qt_ptr, qp_ptr, k_ptr, part_ptr, B, K, D, stride_qt, stride_qp, stride_k, scale2,
+                    keys_per_split, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                     PRECISION: tl.constexpr):
+    """Partial sums of rows block pid(0) over key split pid(1), stored as part[stat, split, row]
+    for stat = max_p, sum_p, gap, max_q, sum_q (gap = sum_j exp2(s_p - max_p) (s_p - s_q))."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    split = tl.program_id(1)
     dims = tl.arange(0, BLOCK_D)
     qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
     qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
@@ -52,33 +68,54 @@ def _forward_kernel(qt_ptr, qp_ptr, k_ptr, kl_ptr, lse_p_ptr, lse_q_ptr,
     m_q = tl.full([BLOCK_B], float("-inf"), tl.float32)
     l_p = tl.zeros([BLOCK_B], tl.float32)
     l_q = tl.zeros([BLOCK_B], tl.float32)
-    weighted_gap = tl.zeros([BLOCK_B], tl.float32)  # sum_j exp2(s_p - m_p) * (s_p - s_q)
-    for start in range(0, K, BLOCK_K):
+    gap = tl.zeros([BLOCK_B], tl.float32)
+    first = split * keys_per_split
+    end = tl.minimum(first + keys_per_split, K)
+    for start in range(first, end, BLOCK_K):
         cols = start + tl.arange(0, BLOCK_K)
-        valid = (cols < K)[None, :]
+        valid = (cols < end)[None, :]  # every tile holds >= 1 valid key: its maxima are finite
         keys = _load_rows(k_ptr, cols, dims, K, D, stride_k)
         s_p = tl.dot(qt, tl.trans(keys), input_precision=PRECISION) * scale2
         s_q = tl.dot(qp, tl.trans(keys), input_precision=PRECISION) * scale2
 
-        # columns beyond K: excluded from the maxima, zero weight in the sums
-        m_p_new = tl.maximum(m_p, tl.max(tl.where(valid, s_p, float("-inf")), 1))
-        alpha_p = tl.exp2(m_p - m_p_new)
-        e_p = tl.where(valid, tl.exp2(s_p - m_p_new[:, None]), 0.0)
-        l_p = l_p * alpha_p + tl.sum(e_p, 1)
-        weighted_gap = weighted_gap * alpha_p + tl.sum(e_p * (s_p - s_q), 1)
-        m_p = m_p_new
+        m_p, alpha, _ = _rescale(m_p, tl.max(tl.where(valid, s_p, float("-inf")), 1))
+        e_p = tl.where(valid, tl.exp2(s_p - m_p[:, None]), 0.0)
+        l_p = l_p * alpha + tl.sum(e_p, 1)
+        gap = gap * alpha + tl.sum(e_p * (s_p - s_q), 1)
 
-        m_q_new = tl.maximum(m_q, tl.max(tl.where(valid, s_q, float("-inf")), 1))
-        e_q = tl.where(valid, tl.exp2(s_q - m_q_new[:, None]), 0.0)
-        l_q = l_q * tl.exp2(m_q - m_q_new) + tl.sum(e_q, 1)
-        m_q = m_q_new
+        m_q, alpha, _ = _rescale(m_q, tl.max(tl.where(valid, s_q, float("-inf")), 1))
+        l_q = l_q * alpha + tl.sum(tl.where(valid, tl.exp2(s_q - m_q[:, None]), 0.0), 1)
 
+    splits = tl.num_programs(1)
+    out = part_ptr + split * B + rows
+    in_range = rows < B
+    tl.store(out, m_p, mask=in_range)
+    tl.store(out + splits * B, l_p, mask=in_range)
+    tl.store(out + 2 * splits * B, gap, mask=in_range)
+    tl.store(out + 3 * splits * B, m_q, mask=in_range)
+    tl.store(out + 4 * splits * B, l_q, mask=in_range)
+
+
+@triton.jit
+def _merge_splits_kernel(part_ptr, kl_ptr, lse_p_ptr, lse_q_ptr, B, splits, BLOCK: tl.constexpr):
+    """lse_p, lse_q and KL_i = E_p[s_p - s_q] - lse_p + lse_q from the splits' partial sums."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    in_range = rows < B
+    m_p = tl.full([BLOCK], float("-inf"), tl.float32)
+    m_q = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_p = tl.zeros([BLOCK], tl.float32)
+    l_q = tl.zeros([BLOCK], tl.float32)
+    gap = tl.zeros([BLOCK], tl.float32)
+    for split in range(0, splits):
+        part = part_ptr + split * B + rows
+        m_p, a, b = _rescale(m_p, tl.load(part, mask=in_range, other=0.0))
+        l_p = l_p * a + tl.load(part + splits * B, mask=in_range, other=1.0) * b
+        gap = gap * a + tl.load(part + 2 * splits * B, mask=in_range, other=0.0) * b
+        m_q, a, b = _rescale(m_q, tl.load(part + 3 * splits * B, mask=in_range, other=0.0))
+        l_q = l_q * a + tl.load(part + 4 * splits * B, mask=in_range, other=1.0) * b
     lse_p = m_p + tl.log2(l_p)
     lse_q = m_q + tl.log2(l_q)
-    # KL_i = sum_j p_ij (log p_ij - log q_ij) = E_p[s_p - s_q] - lse_p + lse_q (base 2 -> nats)
-    kl = (weighted_gap / l_p - lse_p + lse_q) * LN2
-    in_range = rows < B
-    tl.store(kl_ptr + rows, kl, mask=in_range)
+    tl.store(kl_ptr + rows, (gap / l_p - lse_p + lse_q) * LN2, mask=in_range)
     tl.store(lse_p_ptr + rows, lse_p, mask=in_range)
     tl.store(lse_q_ptr + rows, lse_q, mask=in_range)
 
@@ -98,34 +135,44 @@ def _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, valid, scale2, PRECISION: tl
     return d_target, d_pred
 
 
-@triton.autotune(configs=_tile_configs(), key=["D"])
 @triton.jit
-def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dqt_ptr, dqp_ptr,
-                          B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau,
-                          BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
-                          PRECISION: tl.constexpr, NEED_DQT: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    dims = tl.arange(0, BLOCK_D)
-    in_range = rows < B
-    qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
-    qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
+def _load_row_stats(lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, rows, end):
+    in_range = rows < end
     lse_p = tl.load(lse_p_ptr + rows, mask=in_range, other=0.0)
     lse_q = tl.load(lse_q_ptr + rows, mask=in_range, other=0.0)
     kl = tl.load(kl_ptr + rows, mask=in_range, other=0.0)
-    g = tl.load(g_ptr + rows, mask=in_range, other=0.0).to(tl.float32)
+    g = tl.load(g_ptr + rows, mask=in_range, other=0.0).to(tl.float32)  # 0 beyond end: no contribution
+    return lse_p, lse_q, kl, g
+
+
+@triton.autotune(configs=_tile_configs(), key=["D"])
+@triton.jit
+def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dqt_ptr, dqp_ptr,
+                          B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau, keys_per_split,
+                          BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+                          PRECISION: tl.constexpr, NEED_DQT: tl.constexpr):
+    """dq_pred, dq_target of row block pid(0) from key split pid(1), into [split, row, :]."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    split = tl.program_id(1)
+    dims = tl.arange(0, BLOCK_D)
+    qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
+    qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
+    lse_p, lse_q, kl, g = _load_row_stats(lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, rows, B)
 
     acc_qt = tl.zeros([BLOCK_B, BLOCK_D], tl.float32)
     acc_qp = tl.zeros([BLOCK_B, BLOCK_D], tl.float32)
-    for start in range(0, K, BLOCK_K):
+    first = split * keys_per_split
+    end = tl.minimum(first + keys_per_split, K)
+    for start in range(first, end, BLOCK_K):
         cols = start + tl.arange(0, BLOCK_K)
         keys = _load_rows(k_ptr, cols, dims, K, D, stride_k)
-        d_target, d_pred = _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, (cols < K)[None, :], scale2, PRECISION)
+        d_target, d_pred = _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, (cols < end)[None, :], scale2, PRECISION)
         acc_qp = tl.dot(d_pred.to(keys.dtype), keys, acc_qp, input_precision=PRECISION)
         if NEED_DQT:
             acc_qt = tl.dot(d_target.to(keys.dtype), keys, acc_qt, input_precision=PRECISION)
 
-    out = rows[:, None] * D + dims[None, :]
-    mask = in_range[:, None] & (dims[None, :] < D)
+    out = (split * B + rows)[:, None] * D + dims[None, :]
+    mask = (rows < B)[:, None] & (dims[None, :] < D)
     tl.store(dqp_ptr + out, acc_qp * inv_tau, mask=mask)
     if NEED_DQT:
         tl.store(dqt_ptr + out, acc_qt * inv_tau, mask=mask)
@@ -134,30 +181,30 @@ def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g
 @triton.autotune(configs=_tile_configs(), key=["D"])
 @triton.jit
 def _backward_keys_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dk_ptr,
-                          B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau,
+                          B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau, rows_per_split,
                           BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
                           PRECISION: tl.constexpr):
+    """dkeys of key block pid(0) from row split pid(1), into [split, key, :]."""
     cols = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    split = tl.program_id(1)
     dims = tl.arange(0, BLOCK_D)
     keys = _load_rows(k_ptr, cols, dims, K, D, stride_k)
     valid = (cols < K)[None, :]
 
     acc = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
-    for start in range(0, B, BLOCK_B):
+    first = split * rows_per_split
+    end = tl.minimum(first + rows_per_split, B)
+    for start in range(first, end, BLOCK_B):
         rows = start + tl.arange(0, BLOCK_B)
-        in_range = rows < B
-        qt = _load_rows(qt_ptr, rows, dims, B, D, stride_qt)
-        qp = _load_rows(qp_ptr, rows, dims, B, D, stride_qp)
-        lse_p = tl.load(lse_p_ptr + rows, mask=in_range, other=0.0)
-        lse_q = tl.load(lse_q_ptr + rows, mask=in_range, other=0.0)
-        kl = tl.load(kl_ptr + rows, mask=in_range, other=0.0)
-        g = tl.load(g_ptr + rows, mask=in_range, other=0.0).to(tl.float32)  # 0 beyond B: no contribution
+        qt = _load_rows(qt_ptr, rows, dims, end, D, stride_qt)
+        qp = _load_rows(qp_ptr, rows, dims, end, D, stride_qp)
+        lse_p, lse_q, kl, g = _load_row_stats(lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, rows, end)
         d_target, d_pred = _logit_grads(qt, qp, keys, lse_p, lse_q, kl, g, valid, scale2, PRECISION)
         acc = tl.dot(tl.trans(d_pred).to(qp.dtype), qp, acc, input_precision=PRECISION)
         acc = tl.dot(tl.trans(d_target).to(qt.dtype), qt, acc, input_precision=PRECISION)
 
     mask = (cols[:, None] < K) & (dims[None, :] < D)
-    tl.store(dk_ptr + cols[:, None] * D + dims[None, :], acc * inv_tau, mask=mask)
+    tl.store(dk_ptr + (split * K + cols)[:, None] * D + dims[None, :], acc * inv_tau, mask=mask)
 
 
 def _unit_last_stride(t):
@@ -168,6 +215,25 @@ def _unit_last_stride(t):
 
 def _block_d(D):
     return max(16, triton.next_power_of_2(D))  # tl.dot needs every tile dimension >= 16
+
+
+def _split(n_blocks, n_loop):
+    """Split a loop over n_loop items into whole SPLIT_ALIGN chunks so that n_blocks programs per
+    split reach about TARGET_PROGRAMS; returns (items per split, number of splits)."""
+    wanted = max(1, min(triton.cdiv(TARGET_PROGRAMS, n_blocks), triton.cdiv(n_loop, SPLIT_ALIGN)))
+    per_split = triton.cdiv(triton.cdiv(n_loop, wanted), SPLIT_ALIGN) * SPLIT_ALIGN
+    return per_split, triton.cdiv(n_loop, per_split)
+
+
+def _sum_splits(partials, dtype):
+    """(splits, n, D) partial gradients -> (n, D): one pass, and none when there is one split."""
+    return partials[0] if partials.shape[0] == 1 else partials.sum(0).to(dtype)
+
+
+def _partials(splits, like):
+    """Buffer for per-split partial gradients: fp32 to be summed, or the output itself for one split."""
+    dtype = like.dtype if splits == 1 else torch.float32
+    return torch.empty((splits, *like.shape), device=like.device, dtype=dtype)
 
 
 def _precision():
@@ -181,10 +247,13 @@ def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.
     """Returns (KL_i in fp32 (B,), lse_p, lse_q in base-2 units (B,))."""
     qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
     (B, D), K = qt.shape, k.shape[0]
+    keys_per_split, splits = _split(triton.cdiv(B, SPLIT_ALIGN), K)
+    part = torch.empty((5, splits, B), device=qt.device, dtype=torch.float32)
+    _forward_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), splits)](
+        qt, qp, k, part, B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau,
+        keys_per_split, BLOCK_D=_block_d(D), PRECISION=_precision())
     kl, lse_p, lse_q = (torch.empty(B, device=qt.device, dtype=torch.float32) for _ in range(3))
-    _forward_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]),)](
-        qt, qp, k, kl, lse_p, lse_q, B, K, D, qt.stride(0), qp.stride(0), k.stride(0),
-        math.log2(math.e) / tau, BLOCK_D=_block_d(D), PRECISION=_precision())
+    _merge_splits_kernel[(triton.cdiv(B, 128),)](part, kl, lse_p, lse_q, B, splits, BLOCK=128)
     return kl, lse_p, lse_q
 
 
@@ -202,16 +271,22 @@ def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_
     g = grad_kl.contiguous()  # the grad of .mean() arrives expanded (stride 0)
     qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
     (B, D), K = qt.shape, k.shape[0]
-    dense = dict(memory_format=torch.contiguous_format)  # the kernels store rows densely
-    dqt = torch.empty_like(qt, **dense) if need_dq_target else torch.zeros_like(qt, **dense)
-    dqp, dk = torch.empty_like(qp, **dense), torch.empty_like(k, **dense)
     common = (B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau, 1.0 / tau)
-    _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]),)](
-        qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common,
+
+    keys_per_split, key_splits = _split(triton.cdiv(B, SPLIT_ALIGN), K)
+    dqp = _partials(key_splits, q_pred)
+    dqt = _partials(key_splits, q_target) if need_dq_target else dqp  # never written without NEED_DQT
+    _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), key_splits)](
+        qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common, keys_per_split,
         BLOCK_D=_block_d(D), PRECISION=_precision(), NEED_DQT=need_dq_target)
-    _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]),)](
-        qt, qp, k, lse_p, lse_q, kl, g, dk, *common, BLOCK_D=_block_d(D), PRECISION=_precision())
-    return dqt, dqp, dk
+
+    rows_per_split, row_splits = _split(triton.cdiv(K, SPLIT_ALIGN), B)
+    dk = _partials(row_splits, keys)
+    _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]), row_splits)](
+        qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=_block_d(D), PRECISION=_precision())
+
+    dq_target = _sum_splits(dqt, q_target.dtype) if need_dq_target else torch.zeros_like(qt)
+    return dq_target, _sum_splits(dqp, q_pred.dtype), _sum_splits(dk, keys.dtype)
 
 
 @_similarity_kl_backward_op.register_fake

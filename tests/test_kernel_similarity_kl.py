@@ -41,7 +41,7 @@ def kernel_and_reference(q_target, q_pred, keys, tau, grad_target=True):
     return loss, loss_ref, grads, grads_ref
 
 
-@pytest.mark.parametrize("B, K, D", [(1, 1, 32), (37, 50, 32), (64, 96, 64), (23, 96, 20), (64, 17, 64)])
+@pytest.mark.parametrize("B, K, D", [(1, 1, 32), (37, 50, 32), (64, 96, 64), (23, 96, 20), (64, 17, 64), (130, 40, 32)])
 @pytest.mark.parametrize("tau", [0.05, 0.1, 1.0])
 def test_loss_and_all_gradients_match_float64_reference(B, K, D, tau):
     loss, loss_ref, grads, grads_ref = kernel_and_reference(features(B, D), features(B, D), features(K, D), tau)
