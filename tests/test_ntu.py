@@ -427,7 +427,8 @@ def test_prepare_with_an_empty_split(tmp_path):
     for name in REAL_NAMES[:2]:  # subject 1 only: the xsub test split is empty
         shutil.copy(raw_file(name), raw / f"{name}.skeleton")
     ntu.prepare(raw, tmp_path / "out", "ntu60", workers=1, progress=False)
-    check_outputs(tmp_path / "out", "ntu60", "ntu60-xsub", "NTU60_XSub.npz", {"train": list(REAL_NAMES[:2]), "test": []})
+    check_outputs(tmp_path / "out", "ntu60", "ntu60-xsub", "NTU60_XSub.npz",
+                  {"train": list(REAL_NAMES[:2]), "test": []})
 
 
 def test_prepare_bad_file_names_it_and_writes_nothing(raw_dir, tmp_path):
