@@ -158,7 +158,8 @@ def main_eval(argv):
         encoder = build_encoder(args.encoder, cfg, protocols[0] in FINETUNE_PROTOCOLS).to(device)
         train_split = load_split(args.dataset, "train", args.data_root)
         test_split = load_split(args.dataset, "test", args.data_root)
-        check_compatible(encoder, train_split)
+        check_compatible(encoder, train_split, "training split")
+        check_compatible(encoder, test_split, "test split")
         results = run(protocols, encoder, train_split, test_split, cfg, device)
         if dist.is_main():
             info = dict(encoder=str(args.encoder), dataset=args.dataset, data_root=args.data_root,

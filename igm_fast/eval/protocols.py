@@ -15,11 +15,13 @@ from igm_fast.io import InputError
 FROZEN_PROTOCOLS = ("knn", "linear")
 
 
-def check_compatible(encoder, split, what="dataset"):
-    """An encoder only reads skeletons with the joint count it was built for."""
+def check_compatible(encoder, split, what="split"):
+    """An encoder only reads skeletons with the joint count it was built for (and a split needs samples)."""
+    if len(split) == 0:
+        raise InputError(f"the {what} of dataset {split.meta['name']!r} holds no samples")
     have, want = split.meta["num_joints"], encoder.config["num_joints"]
     if have != want:
-        raise InputError(f"{what} {split.meta['name']!r} has {have} joints per body but the encoder was "
+        raise InputError(f"dataset {split.meta['name']!r} has {have} joints per body but the encoder was "
                          f"built for {want}: evaluate it on a dataset with the same skeleton")
 
 
@@ -66,8 +68,8 @@ def run_frozen(encoder, train_split, test_split, *, protocols=FROZEN_PROTOCOLS, 
     unknown = [p for p in protocols if p not in FROZEN_PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown frozen-encoder protocol(s) {unknown}; expected {FROZEN_PROTOCOLS}")
-    check_compatible(encoder, train_split)
-    check_compatible(encoder, test_split)
+    check_compatible(encoder, train_split, "training split")
+    check_compatible(encoder, test_split, "test split")
     num_classes = train_split.meta["num_classes"]
     common = dict(device=device, batch_size=batch_size, seed=seed, stream=stream, progress=progress)
     test_feats, test_labels, test_idx = extract_features(encoder, test_split, desc="test features", **common)

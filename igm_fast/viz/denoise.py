@@ -60,11 +60,11 @@ def plot_denoise(run_dir, t=300, index=0, seed=0):
     one = subset_split(split, [index])
     x = next(iter(SkeletonLoader(one, 1, train=False, device="cpu", out_frames=cfg["out_frames"])))[0]
     x_t, x0_hat = one_step(model, x, t, seed)  # x: the eval view (centre crop 0.95, no rotation)
-    rows = (("noisy x_t", x_t[0]), ("x0_hat (one step)", x0_hat[0]), ("original", x[0]))
+    rows = (("noisy x_t", x_t[0].numpy()), ("x0_hat (one step)", x0_hat[0].numpy()), ("original", x[0].numpy()))
     frames = torch.linspace(0, x.shape[2] - 1, NUM_PANELS).round().long().tolist()
     skeleton = skeleton_for(x.shape[3])
     bodies = [m for m in range(x.shape[4]) if x[0, ..., m].abs().sum() > 0]
-    lo, hi = x[0, :2].amin(dim=(1, 2, 3)) - 0.2, x[0, :2].amax(dim=(1, 2, 3)) + 0.2
+    lo, hi = (x[0, :2].amin(dim=(1, 2, 3)) - 0.2).tolist(), (x[0, :2].amax(dim=(1, 2, 3)) + 0.2).tolist()
     fig, axes = plt.subplots(3, NUM_PANELS, figsize=(3 * NUM_PANELS, 9), squeeze=False)
     for r, (label, seq) in enumerate(rows):
         for c, f in enumerate(frames):
