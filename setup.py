@@ -24,7 +24,8 @@ def extension():
     # No fused multiply-add contraction: crop lengths are floor()ed from a*b+c, and the host
     # must round exactly as the CUDA kernel does (csrc/augment_math.h, mul_add_rn).
     # -fopenmp: at::parallel_for is inlined into the extension and is serial without it.
-    cxx = ["-O3", "-std=c++17", "-ffp-contract=off", "-fopenmp"]
+    # No -std: torch's build helper picks the standard its headers need (C++20 from torch 2.13).
+    cxx = ["-O3", "-ffp-contract=off", "-fopenmp"]
     kwargs = dict(
         name="igm_fast._C",
         include_dirs=[os.path.abspath("csrc")],
@@ -36,7 +37,7 @@ def extension():
         return cpp_extension.CUDAExtension(
             sources=cpp + cu,
             define_macros=[("IGM_WITH_CUDA", "1"), ("Py_LIMITED_API", "0x030A0000")],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
             **kwargs,
         )
     return cpp_extension.CppExtension(

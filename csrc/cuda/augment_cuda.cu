@@ -13,6 +13,7 @@ namespace igm_fast_cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kFramesPerThread = 4;
 
 __device__ __forceinline__ float load(const float* p) { return *p; }
 __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
@@ -35,33 +36,38 @@ __global__ void sample_params_kernel(const int64_t* __restrict__ valid_len, cons
   for (int k = 0; k < 3; ++k) angles[3 * i + k] = s.angles[k];
 }
 
-// One thread per output point (sample, frame, joint*body); consecutive threads take
-// consecutive joints/bodies, so the 6 loads and 3 stores of a warp are coalesced.
+// One thread per (sample, group of kFramesPerThread output frames, joint*body): consecutive
+// threads take consecutive joints/bodies, so a warp's loads and stores are coalesced; the
+// rotation matrix and the index arithmetic are amortised over the frames of the group.
 template <typename T>
 __global__ void apply_kernel(const T* __restrict__ x, int64_t n, int64_t frames, int64_t points,
                              const int64_t* __restrict__ start, const int64_t* __restrict__ length,
                              const float* __restrict__ angles, int64_t out_frames, T* __restrict__ out) {
-  const int64_t total = n * out_frames * points;
+  const int64_t groups = (out_frames + kFramesPerThread - 1) / kFramesPerThread;
+  const int64_t total = n * groups * points;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t j = idx % points;
-    const int64_t t = (idx / points) % out_frames;
-    const int64_t i = idx / (points * out_frames);
+    const int64_t group = (idx / points) % groups;
+    const int64_t i = idx / (points * groups);
     // Clamp the window into [0, frames): a bad parameter must not read out of bounds
     // (the Python wrapper validates parameters; the kernel cannot report without a sync).
     const int64_t len = min(max(length[i], int64_t(1)), frames);
     const int64_t s0 = min(max(start[i], int64_t(0)), frames - len);
-    const igm_aug::LinearTap tap = igm_aug::linear_tap(len, out_frames, t);
     const igm_aug::Mat3 r = igm_aug::rotation_matrix(angles[3 * i], angles[3 * i + 1], angles[3 * i + 2]);
-    const T* sample = x + i * 3 * frames * points + j;
-    float a[3], b[3], o[3];
-    for (int c = 0; c < 3; ++c) {
-      a[c] = load(sample + (c * frames + s0 + tap.i0) * points);
-      b[c] = load(sample + (c * frames + s0 + tap.i1) * points);
+    const T* sample = x + i * 3 * frames * points + s0 * points + j;
+    T* dst = out + i * 3 * out_frames * points + j;
+    const int64_t t_end = min(out_frames, (group + 1) * kFramesPerThread);
+    for (int64_t t = group * kFramesPerThread; t < t_end; ++t) {
+      const igm_aug::LinearTap tap = igm_aug::linear_tap(len, out_frames, t);
+      float a[3], b[3], o[3];
+      for (int c = 0; c < 3; ++c) {
+        a[c] = load(sample + (c * frames + tap.i0) * points);
+        b[c] = load(sample + (c * frames + tap.i1) * points);
+      }
+      igm_aug::resize_rotate_point(r, tap, a, b, o);
+      for (int c = 0; c < 3; ++c) store(dst + (c * out_frames + t) * points, o[c]);
     }
-    igm_aug::resize_rotate_point(r, tap, a, b, o);
-    T* dst = out + (i * 3 * out_frames + t) * points + j;
-    for (int c = 0; c < 3; ++c) store(dst + c * out_frames * points, o[c]);
   }
 }
 
@@ -86,7 +92,7 @@ template <typename T>
 static const char* launch_apply_typed(const void* x, int64_t n, int64_t frames, int64_t points,
                                       const int64_t* start, const int64_t* length, const float* angles,
                                       int64_t out_frames, void* out, cudaStream_t stream) {
-  const int64_t total = n * out_frames * points;
+  const int64_t total = n * ((out_frames + kFramesPerThread - 1) / kFramesPerThread) * points;
   if (total == 0) return nullptr;
   // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
   const int64_t blocks = min((total + kThreads - 1) / kThreads, int64_t(1) << 20);
