@@ -16,7 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+from igm_fast.kernels.checks import check_tensors, device_guard
+
 TARGET_PROGRAMS = 1024  # enough programs to fill an H100 (132 SMs) several times over
 
 
@@ -178,10 +179,11 @@ def _adaln_modulate_op(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
     out = _dense(x.shape, x, torch.promote_types(torch.promote_types(x.dtype, shift.dtype), scale.dtype))
     mean, rstd = _dense((B, L), x, torch.float32), _dense((B, L), x, torch.float32)
     block_l, block_d, warps = _tiling(L, D)
-    _modulate_forward_kernel[(B, triton.cdiv(L, block_l))](
-        x, shift, scale, out, mean, rstd, L, D, eps, *xs, *shs, *scs,
-        BLOCK_L=block_l, BLOCK_D=block_d, SHIFT_PER_TOKEN=shift.shape[1] > 1,
-        SCALE_PER_TOKEN=scale.shape[1] > 1, num_warps=warps)
+    with device_guard(x):
+        _modulate_forward_kernel[(B, triton.cdiv(L, block_l))](
+            x, shift, scale, out, mean, rstd, L, D, eps, *xs, *shs, *scs,
+            BLOCK_L=block_l, BLOCK_D=block_d, SHIFT_PER_TOKEN=shift.shape[1] > 1,
+            SCALE_PER_TOKEN=scale.shape[1] > 1, num_warps=warps)
     return out, mean, rstd
 
 
@@ -207,10 +209,11 @@ def _adaln_modulate_backward_op(grad: torch.Tensor, x: torch.Tensor, scale: torc
     dx = _dense(x.shape, x)
     dscale = _dense(x.shape, scale) if scale_per_token else _dense((B, chunks, D), x, torch.float32)
     dshift_part = _dense((0,), x, torch.float32) if shift_per_token else _dense((B, chunks, D), x, torch.float32)
-    _modulate_backward_kernel[(B, chunks)](
-        grad, x, scale, mean, rstd, dx, dscale, dshift_part, dscale, L, D, tokens_per_program, *gs, *xs, *scs,
-        BLOCK_L=block_l, BLOCK_D=block_d, SHIFT_PER_TOKEN=shift_per_token, SCALE_PER_TOKEN=scale_per_token,
-        num_warps=warps)
+    with device_guard(x):
+        _modulate_backward_kernel[(B, chunks)](
+            grad, x, scale, mean, rstd, dx, dscale, dshift_part, dscale, L, D, tokens_per_program, *gs, *xs, *scs,
+            BLOCK_L=block_l, BLOCK_D=block_d, SHIFT_PER_TOKEN=shift_per_token, SCALE_PER_TOKEN=scale_per_token,
+            num_warps=warps)
     if not scale_per_token:
         dscale = _sum_partials(dscale, scale.dtype)
     dshift = _dense((0,), x, shift_dtype) if shift_per_token else _sum_partials(dshift_part, shift_dtype)
@@ -249,9 +252,10 @@ def _gated_residual_op(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> 
     B, L, D = x.shape
     out = _dense(x.shape, x, torch.promote_types(torch.promote_types(x.dtype, gate.dtype), y.dtype))
     block_l, block_d, warps = _tiling(L, D)
-    _gated_residual_forward_kernel[(B, triton.cdiv(L, block_l))](
-        x, gate, y, out, L, D, *xs, *gts, *ys, BLOCK_L=block_l, BLOCK_D=block_d,
-        GATE_PER_TOKEN=gate.shape[1] > 1, num_warps=warps)
+    with device_guard(x):
+        _gated_residual_forward_kernel[(B, triton.cdiv(L, block_l))](
+            x, gate, y, out, L, D, *xs, *gts, *ys, BLOCK_L=block_l, BLOCK_D=block_d,
+            GATE_PER_TOKEN=gate.shape[1] > 1, num_warps=warps)
     return out
 
 
@@ -271,9 +275,10 @@ def _gated_residual_backward_op(grad: torch.Tensor, gate: torch.Tensor, y: torch
     gate_per_token = gate.shape[1] > 1
     dy = _dense(y.shape, y)
     dgate = _dense(y.shape, gate) if gate_per_token else _dense((B, chunks, D), y, torch.float32)
-    _gated_residual_backward_kernel[(B, chunks)](
-        grad, gate, y, dy, dgate, dgate, L, D, tokens_per_program, *gs, *gts, *ys,
-        BLOCK_L=block_l, BLOCK_D=block_d, GATE_PER_TOKEN=gate_per_token, num_warps=warps)
+    with device_guard(y):
+        _gated_residual_backward_kernel[(B, chunks)](
+            grad, gate, y, dy, dgate, dgate, L, D, tokens_per_program, *gs, *gts, *ys,
+            BLOCK_L=block_l, BLOCK_D=block_d, GATE_PER_TOKEN=gate_per_token, num_warps=warps)
     return (dgate if gate_per_token else _sum_partials(dgate, gate.dtype)), dy
 
 
@@ -307,12 +312,7 @@ def _validate(name, x, **params):
         allowed = ((B, L, D),) if key == "y" else ((B, 1, D), (B, L, D))
         if tuple(t.shape) not in allowed:
             raise ValueError(f"{name}: {key} must be {' or '.join(map(str, allowed))}; got {shapes}")
-    devices = {k: t.device for k, t in tensors.items()}
-    if len(set(devices.values())) != 1:
-        raise ValueError(f"{name}: all inputs must be on one device; got {devices}")
-    bad = {k: t.dtype for k, t in tensors.items() if t.dtype not in SUPPORTED_DTYPES}
-    if bad:
-        raise TypeError(f"{name} (Triton): supported dtypes are {SUPPORTED_DTYPES}; got {bad}")
+    check_tensors(name, tensors)
 
 
 def adaln_modulate_triton(x, shift, scale, eps=1e-6):

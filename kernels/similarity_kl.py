@@ -23,7 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+from igm_fast.kernels.checks import check_tensors, device_guard
+
 LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
 TARGET_PROGRAMS = 512  # about four programs per SM on an H100 (132 SMs)
 SPLIT_ALIGN = 64  # every BLOCK_B / BLOCK_K below divides it
@@ -249,11 +250,12 @@ def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.
     (B, D), K = qt.shape, k.shape[0]
     keys_per_split, splits = _split(triton.cdiv(B, SPLIT_ALIGN), K)
     part = torch.empty((5, splits, B), device=qt.device, dtype=torch.float32)
-    _forward_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), splits)](
-        qt, qp, k, part, B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau,
-        keys_per_split, BLOCK_D=_block_d(D), PRECISION=_precision())
     kl, lse_p, lse_q = (torch.empty(B, device=qt.device, dtype=torch.float32) for _ in range(3))
-    _merge_splits_kernel[(triton.cdiv(B, 128),)](part, kl, lse_p, lse_q, B, splits, BLOCK=128)
+    with device_guard(qt):
+        _forward_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), splits)](
+            qt, qp, k, part, B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau,
+            keys_per_split, BLOCK_D=_block_d(D), PRECISION=_precision())
+        _merge_splits_kernel[(triton.cdiv(B, 128),)](part, kl, lse_p, lse_q, B, splits, BLOCK=128)
     return kl, lse_p, lse_q
 
 
@@ -276,14 +278,15 @@ def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_
     keys_per_split, key_splits = _split(triton.cdiv(B, SPLIT_ALIGN), K)
     dqp = _partials(key_splits, q_pred)
     dqt = _partials(key_splits, q_target) if need_dq_target else dqp  # never written without NEED_DQT
-    _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), key_splits)](
-        qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common, keys_per_split,
-        BLOCK_D=_block_d(D), PRECISION=_precision(), NEED_DQT=need_dq_target)
-
     rows_per_split, row_splits = _split(triton.cdiv(K, SPLIT_ALIGN), B)
     dk = _partials(row_splits, keys)
-    _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]), row_splits)](
-        qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=_block_d(D), PRECISION=_precision())
+    with device_guard(qt):
+        _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), key_splits)](
+            qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common, keys_per_split,
+            BLOCK_D=_block_d(D), PRECISION=_precision(), NEED_DQT=need_dq_target)
+        _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]), row_splits)](
+            qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=_block_d(D),
+            PRECISION=_precision())
 
     dq_target = _sum_splits(dqt, q_target.dtype) if need_dq_target else torch.zeros_like(qt)
     return dq_target, _sum_splits(dqp, q_pred.dtype), _sum_splits(dk, keys.dtype)
@@ -322,13 +325,7 @@ def _validate(q_target, q_pred, keys, tau):
     if q_target.shape[0] == 0 or keys.shape[0] == 0 or keys.shape[1] == 0:
         raise ValueError(f"similarity_kl: B, K and D must be positive; got B={q_target.shape[0]}, "
                          f"K={keys.shape[0]}, D={keys.shape[1]}")
-    tensors = {"q_target": q_target, "q_pred": q_pred, "keys": keys}
-    devices = {name: t.device for name, t in tensors.items()}
-    if len(set(devices.values())) != 1:
-        raise ValueError(f"similarity_kl: all inputs must be on one device; got {devices}")
-    bad = {name: t.dtype for name, t in tensors.items() if t.dtype not in SUPPORTED_DTYPES}
-    if bad:
-        raise TypeError(f"similarity_kl (Triton): supported dtypes are {SUPPORTED_DTYPES}; got {bad}")
+    check_tensors("similarity_kl", {"q_target": q_target, "q_pred": q_pred, "keys": keys})
     if not tau > 0:
         raise ValueError(f"similarity_kl: tau must be > 0, got {tau}")
 

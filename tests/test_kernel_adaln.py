@@ -117,7 +117,7 @@ def test_dispatchers_route_to_the_kernels():
     assert torch.equal(gated_residual(x, shift, y, kernels="triton"), gated_residual_triton(x, shift, y))
 
 
-def test_bad_inputs_raise_clear_errors():
+def test_bad_inputs_raise_clear_errors(monkeypatch):
     B, L, D = 2, 7, 32
     x, p = randn(B, L, D), randn(B, 1, D)
     with pytest.raises(ValueError, match=r"x must be a non-empty \(B, L, D\)"):
@@ -130,6 +130,10 @@ def test_bad_inputs_raise_clear_errors():
         gated_residual_triton(x, p.to("meta"), x)
     with pytest.raises(TypeError, match="supported dtypes"):
         adaln_modulate_triton(x.double(), p, p)
+    if DEVICE == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(RuntimeError, match="needs CUDA tensors"):
+            gated_residual_triton(x, p, x)
 
 
 def test_opcheck_forward_and_backward_ops():

@@ -121,7 +121,7 @@ def test_dispatcher_routes_to_the_kernel():
     assert torch.equal(similarity_kl(q_target, q_pred, keys, 0.1, kernels="triton"), expected)
 
 
-def test_bad_inputs_raise_clear_errors():
+def test_bad_inputs_raise_clear_errors(monkeypatch):
     q, keys = features(4, 32), features(6, 32)
     with pytest.raises(ValueError, match=r"\(B, D\) and keys \(K, D\)"):
         similarity_kl_triton(q[None], q[None], keys, 0.1)
@@ -135,6 +135,10 @@ def test_bad_inputs_raise_clear_errors():
         similarity_kl_triton(q, q, keys, 0.0)
     with pytest.raises(ValueError, match="K=0"):
         similarity_kl_triton(q, q, keys[:0], 0.1)
+    if DEVICE == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(RuntimeError, match="needs CUDA tensors"):
+            similarity_kl_triton(q, q, keys, 0.1)
 
 
 def test_opcheck_forward_and_backward_ops():

@@ -1,0 +1,27 @@
+"""Input checks and the device guard shared by the Triton ops' Python wrappers."""
+import contextlib
+import os
+
+import torch
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_tensors(op, tensors):
+    """tensors: {argument name: tensor}. One device, a CUDA one (or the CPU under the Triton
+    interpreter), and dtypes the kernels load; otherwise one error naming the arguments."""
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) != 1:
+        raise ValueError(f"{op}: all inputs must be on one device; got {devices}")
+    device = next(iter(devices.values()))
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(f"{op}: inputs are on {device}; the Triton kernel needs CUDA tensors "
+                           "(or TRITON_INTERPRET=1 to interpret it on the CPU)")
+    bad = {name: t.dtype for name, t in tensors.items() if t.dtype not in SUPPORTED_DTYPES}
+    if bad:
+        raise TypeError(f"{op} (Triton): supported dtypes are {SUPPORTED_DTYPES}; got {bad}")
+
+
+def device_guard(t):
+    """Launch on t's GPU, not the current one (a process may see several)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
