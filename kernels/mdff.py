@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_D = (32, 64, 128, 256)
+MAX_D = 256  # a tile keeps whole token rows in registers
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Scores run in base 2 (exp2 is the hardware instruction); lse is stored in natural-log units.
 LOG2E = tl.constexpr(math.log2(math.e))
@@ -42,30 +42,47 @@ def _tile_configs(block_ms, block_ns, warps_stages):
             for bm in block_ms for bn in block_ns for w, s in warps_stages]
 
 
+@triton.jit
+def _load_rows(ptr, rows, n_rows, D: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Rows `rows` of a row-major (n_rows, D) array as a (len(rows), BLOCK_D) tile; zeros beyond
+    n_rows and D, so padded tokens and dimensions add nothing to any dot product."""
+    dims = tl.arange(0, BLOCK_D)
+    mask = (rows < n_rows)[:, None]
+    if BLOCK_D != D:
+        mask = mask & (dims < D)[None, :]
+    return tl.load(ptr + rows[:, None] * D + dims[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _store_rows(ptr, rows, n_rows, tile, D: tl.constexpr, BLOCK_D: tl.constexpr):
+    dims = tl.arange(0, BLOCK_D)
+    mask = (rows < n_rows)[:, None]
+    if BLOCK_D != D:
+        mask = mask & (dims < D)[None, :]
+    tl.store(ptr + rows[:, None] * D + dims[None, :], tile.to(ptr.dtype.element_ty), mask=mask)
+
+
 @triton.autotune(configs=_tile_configs((64, 128), (32, 64), ((4, 2), (8, 3))), key=["L", "D"])
 @triton.jit
 def _mdff_fwd_kernel(Z, OUT, LSE, L, eta, scale,
-                     D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                     D: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program per (body, block of BLOCK_M tokens)."""
     qk_scale = scale * LOG2E
     num_m = tl.cdiv(L, BLOCK_M)
-    body = tl.program_id(0) // num_m
+    body = (tl.program_id(0) // num_m).to(tl.int64)
     offs_m = (tl.program_id(0) % num_m) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D)
-    z_body = Z + body.to(tl.int64) * L * D
-    row_ok = offs_m < L
-    z_m = tl.load(z_body + offs_m[:, None] * D + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    z_body = Z + body * L * D
+    z_m = _load_rows(z_body, offs_m, L, D, BLOCK_D)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)  # running row max (log2 units)
     l_i = tl.zeros([BLOCK_M], tl.float32)  # running sum of exp2(s - m_i)
-    acc = tl.zeros([BLOCK_M, D], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for start_n in range(0, L, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        col_ok = offs_n < L
-        z_n = tl.load(z_body + offs_n[:, None] * D + offs_d[None, :], mask=col_ok[:, None], other=0.0)
+        z_n = _load_rows(z_body, offs_n, L, D, BLOCK_D)  # keys and values at once
         s = tl.dot(z_m, tl.trans(z_n), input_precision=DOT_PRECISION) * qk_scale
-        s = tl.where(col_ok[None, :], s, float("-inf"))
+        s = tl.where((offs_n < L)[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: column 0 of the first tile is always valid
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
@@ -74,54 +91,48 @@ def _mdff_fwd_kernel(Z, OUT, LSE, L, eta, scale,
         m_i = m_new
 
     out = (1 + eta) * z_m.to(tl.float32) - eta * (acc / l_i[:, None])
-    tl.store(OUT + body.to(tl.int64) * L * D + offs_m[:, None] * D + offs_d[None, :],
-             out.to(OUT.dtype.element_ty), mask=row_ok[:, None])
-    tl.store(LSE + body.to(tl.int64) * L + offs_m, (m_i + tl.log2(l_i)) * LN2, mask=row_ok)
+    _store_rows(OUT + body * L * D, offs_m, L, out, D, BLOCK_D)
+    tl.store(LSE + body * L + offs_m, (m_i + tl.log2(l_i)) * LN2, mask=offs_m < L)
 
 
 @triton.jit
-def _mdff_bwd_delta_kernel(G, Z, OUT, DELTA, n_rows, one_plus_eta, D: tl.constexpr, BLOCK_R: tl.constexpr):
+def _mdff_bwd_delta_kernel(G, Z, OUT, DELTA, n_rows, one_plus_eta,
+                           D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr):
     """Delta_i = g_i . (out_i - (1+eta) z_i) = dO_i . O_i over all B*L token rows."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    ok = rows < n_rows
-    offs = rows.to(tl.int64)[:, None] * D + tl.arange(0, D)[None, :]
-    g = tl.load(G + offs, mask=ok[:, None], other=0.0).to(tl.float32)
-    z = tl.load(Z + offs, mask=ok[:, None], other=0.0).to(tl.float32)
-    out = tl.load(OUT + offs, mask=ok[:, None], other=0.0).to(tl.float32)
-    tl.store(DELTA + rows, tl.sum(g * (out - one_plus_eta * z), 1), mask=ok)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    g = _load_rows(G, rows, n_rows, D, BLOCK_D).to(tl.float32)
+    z = _load_rows(Z, rows, n_rows, D, BLOCK_D).to(tl.float32)
+    out = _load_rows(OUT, rows, n_rows, D, BLOCK_D).to(tl.float32)
+    tl.store(DELTA + rows, tl.sum(g * (out - one_plus_eta * z), 1), mask=rows < n_rows)
 
 
 @triton.autotune(configs=_tile_configs((32, 64, 128), (32, 64), ((4, 2), (8, 2))), key=["L", "D"])
 @triton.jit
 def _mdff_bwd_kernel(Z, G, LSE, DELTA, DZ, L, eta, scale,
-                     D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                     D: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program per (body, block m of tokens): dz_m in one pass over all key blocks n."""
     qk_scale = scale * LOG2E
     num_m = tl.cdiv(L, BLOCK_M)
-    body = tl.program_id(0) // num_m
+    body = (tl.program_id(0) // num_m).to(tl.int64)
     offs_m = (tl.program_id(0) % num_m) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D)
-    z_body = Z + body.to(tl.int64) * L * D
-    g_body = G + body.to(tl.int64) * L * D
-    row_ok = offs_m < L
-    z_m = tl.load(z_body + offs_m[:, None] * D + offs_d[None, :], mask=row_ok[:, None], other=0.0)
-    g_m = tl.load(g_body + offs_m[:, None] * D + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    z_body, g_body, lse_body, delta_body = Z + body * L * D, G + body * L * D, LSE + body * L, DELTA + body * L
+    z_m = _load_rows(z_body, offs_m, L, D, BLOCK_D)
+    g_m = _load_rows(g_body, offs_m, L, D, BLOCK_D)
     # lse = +inf beyond L makes those rows' probabilities exactly 0.
-    lse_m = tl.load(LSE + body.to(tl.int64) * L + offs_m, mask=row_ok, other=float("inf")) * LOG2E
-    delta_m = tl.load(DELTA + body.to(tl.int64) * L + offs_m, mask=row_ok, other=0.0)
+    lse_m = tl.load(lse_body + offs_m, mask=offs_m < L, other=float("inf")) * LOG2E
+    delta_m = tl.load(delta_body + offs_m, mask=offs_m < L, other=0.0)
 
-    acc = tl.zeros([BLOCK_M, D], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for start_n in range(0, L, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        col_ok = offs_n < L
-        z_n = tl.load(z_body + offs_n[:, None] * D + offs_d[None, :], mask=col_ok[:, None], other=0.0)
-        g_n = tl.load(g_body + offs_n[:, None] * D + offs_d[None, :], mask=col_ok[:, None], other=0.0)
-        lse_n = tl.load(LSE + body.to(tl.int64) * L + offs_n, mask=col_ok, other=float("inf")) * LOG2E
-        delta_n = tl.load(DELTA + body.to(tl.int64) * L + offs_n, mask=col_ok, other=0.0)
+        z_n = _load_rows(z_body, offs_n, L, D, BLOCK_D)
+        g_n = _load_rows(g_body, offs_n, L, D, BLOCK_D)
+        lse_n = tl.load(lse_body + offs_n, mask=offs_n < L, other=float("inf")) * LOG2E
+        delta_n = tl.load(delta_body + offs_n, mask=offs_n < L, other=0.0)
 
         s = tl.dot(z_m, tl.trans(z_n), input_precision=DOT_PRECISION) * qk_scale  # S[m, n], log2 units
-        p_mn = tl.where(col_ok[None, :], tl.exp2(s - lse_m[:, None]), 0.0)  # P[m, n]: rows m over keys n
+        p_mn = tl.where((offs_n < L)[None, :], tl.exp2(s - lse_m[:, None]), 0.0)  # P[m, n]: rows m over keys n
         p_nm_t = tl.exp2(s - lse_n[None, :])  # P[n, m]^T: rows n over keys m, stored [m, n]
         dp_mn = -eta * tl.dot(g_m, tl.trans(z_n), input_precision=DOT_PRECISION)  # dO_i . z_j, i in m
         dp_nm_t = -eta * tl.dot(z_m, tl.trans(g_n), input_precision=DOT_PRECISION)  # dO_i . z_j, i in n
@@ -129,9 +140,7 @@ def _mdff_bwd_kernel(Z, G, LSE, DELTA, DZ, L, eta, scale,
         acc = tl.dot((scale * ds).to(z_n.dtype), z_n, acc, input_precision=DOT_PRECISION)  # dQ + dK
         acc = tl.dot((-eta * p_nm_t).to(g_n.dtype), g_n, acc, input_precision=DOT_PRECISION)  # dV
 
-    dz = (1 + eta) * g_m.to(tl.float32) + acc
-    tl.store(DZ + body.to(tl.int64) * L * D + offs_m[:, None] * D + offs_d[None, :],
-             dz.to(DZ.dtype.element_ty), mask=row_ok[:, None])
+    _store_rows(DZ + body * L * D, offs_m, L, (1 + eta) * g_m.to(tl.float32) + acc, D, BLOCK_D)
 
 
 def _dot_precision(dtype):
@@ -146,9 +155,29 @@ def _device_guard(t):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
+def _block_d(D):
+    return max(16, triton.next_power_of_2(D))  # tl.dot needs every tile dimension >= 16
+
+
+def _check(z):
+    """Shape, dtype and device of z, for the wrapper, the op and its fake alike."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 3:
+        raise ValueError(f"mdff_highpass: z must be a (B, L, D) tensor, got "
+                         f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+    if not 1 <= z.shape[-1] <= MAX_D:
+        raise ValueError(f"mdff_highpass: D = {z.shape[-1]} is not supported by the Triton kernel; "
+                         f"it needs 1 <= D <= {MAX_D}")
+    if z.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"mdff_highpass: dtype {z.dtype} is not supported; use one of {SUPPORTED_DTYPES}")
+    if not z.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(f"mdff_highpass: z is on {z.device}; the Triton kernel needs a CUDA tensor "
+                           f"(or TRITON_INTERPRET=1 for the CPU interpreter)")
+
+
 @torch.library.custom_op("igm_fast::mdff_highpass_fwd", mutates_args=())
 def mdff_highpass_fwd(z: torch.Tensor, eta: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns out (B, L, D) in z's dtype and the row log-sum-exp of scale * z z^T, (B, L) fp32."""
+    _check(z)
     z = z.contiguous()
     B, L, D = z.shape
     out = torch.empty_like(z)
@@ -157,12 +186,13 @@ def mdff_highpass_fwd(z: torch.Tensor, eta: float, scale: float) -> tuple[torch.
         return out, lse
     with _device_guard(z):
         _mdff_fwd_kernel[lambda meta: (B * triton.cdiv(L, meta["BLOCK_M"]),)](
-            z, out, lse, L, eta, scale, D=D, DOT_PRECISION=_dot_precision(z.dtype))
+            z, out, lse, L, eta, scale, D=D, BLOCK_D=_block_d(D), DOT_PRECISION=_dot_precision(z.dtype))
     return out, lse
 
 
 @mdff_highpass_fwd.register_fake
 def _(z, eta, scale):
+    _check(z)
     return z.new_empty(z.shape), z.new_empty(z.shape[:2], dtype=torch.float32)
 
 
@@ -170,6 +200,7 @@ def _(z, eta, scale):
 def mdff_highpass_bwd(grad: torch.Tensor, z: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                       eta: float, scale: float) -> torch.Tensor:
     """dz of mdff_highpass_fwd's out for upstream gradient `grad`, recomputing the score tiles."""
+    _check(z)
     # A gradient can arrive expanded (stride 0, e.g. from .sum()): the kernels assume dense rows.
     grad, z, out, lse = grad.contiguous(), z.contiguous(), out.contiguous(), lse.contiguous()
     B, L, D = z.shape
@@ -179,15 +210,16 @@ def mdff_highpass_bwd(grad: torch.Tensor, z: torch.Tensor, out: torch.Tensor, ls
     delta = torch.empty((B, L), dtype=torch.float32, device=z.device)
     with _device_guard(z):
         block_r = 32
-        _mdff_bwd_delta_kernel[(triton.cdiv(B * L, block_r),)](grad, z, out, delta, B * L, 1 + eta,
-                                                                D=D, BLOCK_R=block_r)
+        _mdff_bwd_delta_kernel[(triton.cdiv(B * L, block_r),)](
+            grad, z, out, delta, B * L, 1 + eta, D=D, BLOCK_D=_block_d(D), BLOCK_R=block_r)
         _mdff_bwd_kernel[lambda meta: (B * triton.cdiv(L, meta["BLOCK_M"]),)](
-            z, grad, lse, delta, dz, L, eta, scale, D=D, DOT_PRECISION=_dot_precision(z.dtype))
+            z, grad, lse, delta, dz, L, eta, scale, D=D, BLOCK_D=_block_d(D), DOT_PRECISION=_dot_precision(z.dtype))
     return dz
 
 
 @mdff_highpass_bwd.register_fake
 def _(grad, z, out, lse, eta, scale):
+    _check(z)
     return z.new_empty(z.shape)
 
 
@@ -208,15 +240,10 @@ mdff_highpass_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def mdff_highpass_triton(z, eta, scale):
-    """(1+eta)*z - eta * softmax(scale * z z^T, dim=-1) z for z (B, L, D), fused; differentiable in z."""
-    if not isinstance(z, torch.Tensor) or z.ndim != 3:
-        raise ValueError(f"mdff_highpass_triton: z must be a (B, L, D) tensor, got "
-                         f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
-    if z.shape[-1] not in SUPPORTED_D:
-        raise ValueError(f"mdff_highpass_triton: D = {z.shape[-1]} is not supported; D must be one of {SUPPORTED_D}")
-    if z.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"mdff_highpass_triton: dtype {z.dtype} is not supported; use one of {SUPPORTED_DTYPES}")
-    if not z.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(f"mdff_highpass_triton: z is on {z.device}; the Triton kernel needs a CUDA tensor "
-                           f"(or TRITON_INTERPRET=1 for the CPU interpreter)")
+    """(1+eta)*z - eta * softmax(scale * z z^T, dim=-1) z for z (B, L, D), fused; differentiable in z
+    (eta and scale are numbers: the kernel gives them no gradient)."""
+    _check(z)
+    if isinstance(eta, torch.Tensor) or isinstance(scale, torch.Tensor):
+        raise TypeError("mdff_highpass: eta and scale must be Python numbers for the Triton kernel, "
+                        "which computes no gradient for them")
     return mdff_highpass_fwd(z.contiguous(), float(eta), float(scale))[0]
