@@ -41,7 +41,7 @@ CLASS_NAMES = (
     "typing on a keyboard", "use a fan (with hand or paper)/feeling warm", "wear jacket", "wear on glasses",
     "wipe face", "writing",
 )
-SPLIT_HEADERS = re.compile(r"Training videos:(.*)Valid(?:at)?ation videos:(.*)", re.S)
+SPLIT_HEADERS = re.compile(r"Training videos:(.*)Validata?ion videos:(.*)", re.S | re.I)
 
 
 def read_skeleton(path):
