@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from igm_fast.kernels.checks import check_tensors, device_guard
+from igm_fast.kernels.checks import check_tensors, device_guard, unit_last_stride
 
 TARGET_PROGRAMS = 1024  # enough programs to fill an H100 (132 SMs) several times over
 
@@ -138,12 +138,8 @@ def _gated_residual_backward_kernel(g_ptr, gate_ptr, y_ptr, dy_ptr, dgate_ptr, d
 
 def _rows(t):
     """t with unit stride along D, and its (sample, token) strides; token stride 0 for (B, 1, D).
-
-    Row strides are honoured (a chunk of a fused (B, L, 6D) modulation output is read in
-    place); a tensor whose elements are not adjacent along D (an expanded grad of .sum()) is
-    copied first."""
-    if t.stride(-1) != 1:
-        t = t.contiguous()
+    A chunk of a fused (B, L, 6D) modulation output is read in place."""
+    t = unit_last_stride(t)
     return t, (t.stride(0), t.stride(1) if t.shape[1] > 1 else 0)
 
 

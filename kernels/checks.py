@@ -1,4 +1,4 @@
-"""Input checks and the device guard shared by the Triton ops' Python wrappers."""
+"""Input checks, stride normalisation and the device guard shared by the Triton ops' wrappers."""
 import contextlib
 import os
 
@@ -25,3 +25,10 @@ def check_tensors(op, tensors):
 def device_guard(t):
     """Launch on t's GPU, not the current one (a process may see several)."""
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def unit_last_stride(t):
+    """t itself when its last dimension is dense, else a contiguous copy. Kernels honour the other
+    strides (a slice of rows is read in place); an expanded stride-0 gradient (from .sum() or
+    .mean()) must not reach a kernel that steps through it element by element (DESIGN.md section 4)."""
+    return t if t.stride(-1) == 1 else t.contiguous()

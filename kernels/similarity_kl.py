@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from igm_fast.kernels.checks import check_tensors, device_guard
+from igm_fast.kernels.checks import check_tensors, device_guard, unit_last_stride
 
 LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
 TARGET_PROGRAMS = 512  # about four programs per SM on an H100 (132 SMs)
@@ -208,12 +208,6 @@ def _backward_keys_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g
     tl.store(dk_ptr + (split * K + cols)[:, None] * D + dims[None, :], acc * inv_tau, mask=mask)
 
 
-def _unit_last_stride(t):
-    """Rows may be strided (e.g. a slice), elements within a row must be adjacent; an expanded
-    stride-0 tensor (a grad of .sum()/.mean()) is copied."""
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 def _block_d(D):
     return max(16, triton.next_power_of_2(D))  # tl.dot needs every tile dimension >= 16
 
@@ -246,7 +240,7 @@ def _precision():
 def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.Tensor,
                       tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (KL_i in fp32 (B,), lse_p, lse_q in base-2 units (B,))."""
-    qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
+    qt, qp, k = (unit_last_stride(t) for t in (q_target, q_pred, keys))
     (B, D), K = qt.shape, k.shape[0]
     keys_per_split, splits = _split(triton.cdiv(B, SPLIT_ALIGN), K)
     part = torch.empty((5, splits, B), device=qt.device, dtype=torch.float32)
@@ -271,7 +265,7 @@ def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_
                                tau: float, need_dq_target: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (dq_target (zeros unless need_dq_target), dq_pred, dkeys)."""
     g = grad_kl.contiguous()  # the grad of .mean() arrives expanded (stride 0)
-    qt, qp, k = (_unit_last_stride(t) for t in (q_target, q_pred, keys))
+    qt, qp, k = (unit_last_stride(t) for t in (q_target, q_pred, keys))
     (B, D), K = qt.shape, k.shape[0]
     common = (B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau, 1.0 / tau)
 
