@@ -3,7 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "augment_checks.h"
+#include "augment_ops_common.h"
 #include "augment_math.h"
 
 namespace igm_fast {
@@ -17,9 +17,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> augment_sample_params_cpu(
   const auto n = valid_len.size(0);
   auto valid = valid_len.contiguous();
   auto index = indices.contiguous();
-  auto start = at::empty({n}, valid_len.options());
-  auto length = at::empty({n}, valid_len.options());
-  auto angles = at::empty({n, 3}, valid_len.options().dtype(at::kFloat));
+  auto [start, length, angles] = empty_sample_params(valid_len);
   const int64_t* valid_p = valid.data_ptr<int64_t>();
   const int64_t* index_p = index.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {

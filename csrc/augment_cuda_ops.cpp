@@ -6,7 +6,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "augment_checks.h"
+#include "augment_ops_common.h"
 #include "cuda/augment_cuda.h"
 
 namespace igm_fast {
@@ -25,9 +25,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> augment_sample_params_cuda(
   const auto n = valid_len.size(0);
   auto valid = valid_len.contiguous();
   auto index = indices.contiguous();
-  auto start = at::empty({n}, valid_len.options());
-  auto length = at::empty({n}, valid_len.options());
-  auto angles = at::empty({n, 3}, valid_len.options().dtype(at::kFloat));
+  auto [start, length, angles] = empty_sample_params(valid_len);
   check_launch(igm_fast_cuda::launch_sample_params(
                    valid.data_ptr<int64_t>(), index.data_ptr<int64_t>(), n, seed, epoch, center, p_min, p_max,
                    theta, start.data_ptr<int64_t>(), length.data_ptr<int64_t>(), angles.data_ptr<float>(),

@@ -1,5 +1,5 @@
-// Argument checks shared by the CPU and CUDA implementations of the augmentation ops:
-// shapes, dtypes and devices only (no reads of tensor values, so no device sync).
+// What the CPU and CUDA implementations of the augmentation ops share: argument checks
+// (shapes, dtypes and devices only: no reads of tensor values, so no device sync) and outputs.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -41,6 +41,13 @@ inline void check_apply_args(const at::Tensor& x, const at::Tensor& start, const
     TORCH_CHECK(t->device() == x.device(), "augment_apply: x is on ", x.device(), " but a parameter is on ",
                 t->device());
   }
+}
+
+// Uninitialised (start, length, angles) for n samples, on valid_len's device.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> empty_sample_params(const at::Tensor& valid_len) {
+  const auto n = valid_len.size(0);
+  return {at::empty({n}, valid_len.options()), at::empty({n}, valid_len.options()),
+          at::empty({n, 3}, valid_len.options().dtype(at::kFloat))};
 }
 
 }  // namespace igm_fast
