@@ -36,26 +36,24 @@ def default_data_root():
 
 
 def resolve(name, data_root=None):
-    """The prepared directory of a dataset name (or of a path to one); generates synth if absent."""
+    """The prepared directory of a dataset: `{data_root}/{name}` (synth is generated there when
+    absent; any other name prepared there, e.g. by `prepare npz --name`, is found too), else
+    `name` itself as a path to a prepared directory."""
     root = Path(data_root) if data_root is not None else default_data_root()
-    if name in SYNTH_BENCHMARKS:
-        path = root / name
-        if not (path / "meta.json").is_file():
-            # replace=False: when several ranks start together the first complete copy wins
-            synth.prepare_synth(root, **SYNTH_DEFAULTS, benchmarks=(SYNTH_BENCHMARKS[name],), npz=False,
-                                replace=False)
-        return path
-    if name in PREPARE_COMMANDS:
-        path = root / name
-        if not (path / "meta.json").is_file():
-            raise InputError(f"{path}: dataset {name!r} is not prepared; run `python -m igm_fast.data.prepare "
-                             f"{PREPARE_COMMANDS[name]} --out {root}` (or pass --data-root where it lives)")
-        return path
-    path = Path(name)
+    path = root / name
+    if name in SYNTH_BENCHMARKS and not (path / "meta.json").is_file():
+        # replace=False: when several ranks start together the first complete copy wins
+        synth.prepare_synth(root, **SYNTH_DEFAULTS, benchmarks=(SYNTH_BENCHMARKS[name],), npz=False,
+                            replace=False)
     if (path / "meta.json").is_file():
         return path
-    raise InputError(f"{name}: neither a dataset name ({', '.join(DATASET_NAMES)}) "
-                     f"nor a prepared dataset directory (no meta.json there)")
+    if name in PREPARE_COMMANDS:
+        raise InputError(f"{path}: dataset {name!r} is not prepared; run `python -m igm_fast.data.prepare "
+                         f"{PREPARE_COMMANDS[name]} --out {root}` (or pass --data-root where it lives)")
+    if (Path(name) / "meta.json").is_file():
+        return Path(name)
+    raise InputError(f"{name}: neither a dataset name ({', '.join(DATASET_NAMES)}), a dataset prepared "
+                     f"under {root}, nor a prepared dataset directory (no meta.json there)")
 
 
 def load_split(name, split, data_root=None):
