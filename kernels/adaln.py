@@ -144,14 +144,15 @@ def _rows(t):
 
 
 def _tiling(L, D):
-    """Rows per tile (~4K elements), and tokens per backward program so that B * chunks programs
-    fill the GPU while each sample needs only a few per-sample partials."""
+    """Rows per tile (whole rows of D, about 4K elements) and warps per program."""
     block_d = triton.next_power_of_2(D)
     block_l = min(triton.next_power_of_2(L), max(1, 4096 // block_d))
     return block_l, block_d, (4 if block_l * block_d <= 4096 else 8)
 
 
 def _tokens_per_program(B, L, block_l):
+    """Tokens per backward program, whole tiles: B * chunks programs fill the GPU while each
+    sample gets only a few per-sample partials."""
     tiles = triton.cdiv(L, block_l)
     chunks = min(tiles, max(1, triton.cdiv(TARGET_PROGRAMS, B)))
     return triton.cdiv(tiles, chunks) * block_l
