@@ -229,6 +229,20 @@ def test_sample_params_seed_and_epoch_change_the_stream():
         assert not torch.equal(a.angles, other.angles) and not torch.equal(a.start, other.start)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@pytest.mark.parametrize("train", [True, False])
+def test_cuda_matches_cpu(train):
+    x = random_batch(300, 300, seed=8)
+    valid = torch.from_numpy(np.random.default_rng(8).integers(1, 301, 300))
+    idx = torch.arange(1000, 1300)
+    cpu = augment.sample_params(valid, train=train, seed=5, epoch=9, indices=idx)
+    gpu = augment.sample_params(valid.cuda(), train=train, seed=5, epoch=9, indices=idx.cuda())
+    for field in ("start", "length", "angles"):  # parameters: bit-identical
+        torch.testing.assert_close(getattr(gpu, field).cpu(), getattr(cpu, field), rtol=0, atol=0)
+    torch.testing.assert_close(augment.apply(x.cuda(), gpu, 120).cpu(), augment.apply(x, cpu, 120),
+                               rtol=1e-5, atol=1e-5)
+
+
 # ---- torch.library integration ------------------------------------------------------------------
 
 def test_opcheck():
