@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import shared_path
 from igm_fast.data import dataset, layout, synth
 from igm_fast.data.prepare import main as prepare_main
 from igm_fast.io import InputError
@@ -157,3 +158,12 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert prepare_main(["npz", str(tmp_path / "bad.npz"), "--name", "x", "--joints", "25",
                          "--out", str(tmp_path)]) == 1
     assert "bad.npz: not a readable npz" in capsys.readouterr().err
+
+
+def test_cli_ntu60_on_the_real_raw_samples_then_load_split_by_name(tmp_path, capsys):
+    raw = shared_path("ntu_raw_samples")
+    assert prepare_main(["ntu60", "--raw", str(raw), "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert f"written under {tmp_path.resolve()}" in capsys.readouterr().out
+    for name in ("ntu60-xsub", "ntu60-xview"):
+        train, test = (dataset.load_split(name, s, data_root=tmp_path) for s in layout.SPLITS)
+        assert len(train) + len(test) == 7 and train.x.shape[1:] == (3, 300, 25, 2)

@@ -10,8 +10,10 @@ A prepared dataset is a directory:
     {split}_y.npy             int64 (N,) 0-based labels
     {split}_names.txt         one sample name per line (traceability, score fusion)
 
-for split in ("train", "test"). The MAMP npz (`x_train (N, T, V*M*3)`, one-hot `y_train`,
-`x_test`, `y_test`) is the interchange format: written by `prepare`, readable by `read_mamp_npz`.
+for split in ("train", "test"). `write_dataset` writes a whole directory at once (temp dir +
+rename); `centre_and_pad` turns a raw (L, M, V, 3) sequence into one padded, NTU-centred sample.
+The MAMP npz (`x_train (N, T, V*M*3)`, one-hot `y_train`, `x_test`, `y_test`) is the interchange
+format: written by `prepare`, readable by `read_mamp_npz`.
 """
 import json
 import os

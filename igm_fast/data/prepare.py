@@ -101,8 +101,7 @@ def build_parser():
     return parser
 
 
-def run(args):
-    out = args.out if args.out is not None else default_data_root()
+def run(args, out):
     if args.source == "synth":
         return synth.prepare_synth(out, args.seed, args.samples_per_class, args.subjects,
                                    benchmarks=tuple(b for b in args.benchmarks.split(",") if b),
@@ -119,12 +118,14 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    out = args.out if args.out is not None else default_data_root()
     try:
-        summary = run(args)
+        summary = run(args, out)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print_summary(summary)
+    print(f"written under {Path(out).resolve()}")
     return 0
 
 

@@ -110,7 +110,11 @@ def subject_bones(seed, subject):
 
 
 class _Motion:
-    """Joint angles and root trajectory of one actor over T frames, filled in by an action."""
+    """Joint angles and root trajectory of one actor over T frames, filled in by an action.
+
+    An angle at joint j turns the bone that ends at j: flex(L_ELBOW) swings the left upper arm,
+    flex(L_WRIST) bends the left elbow, flex(L_KNEE) lifts the thigh, flex(L_ANKLE) the shin.
+    """
 
     def __init__(self, t):
         self.angles = np.zeros((len(t), NUM_JOINTS, 3))
