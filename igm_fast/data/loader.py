@@ -52,6 +52,9 @@ class SkeletonLoader:
         self.lengths = np.asarray(split.lengths, dtype=np.int64)
         self.labels = np.asarray(split.labels, dtype=np.int64)
         self.resident = self._load_resident(data_on_device)
+        if self.resident is not None:
+            self.resident_lengths = torch.from_numpy(self.lengths).to(self.device)
+            self.resident_labels = torch.from_numpy(self.labels).to(self.device)
 
     def _load_resident(self, mode):
         """The whole split as a device tensor when asked (or, for auto, on CUDA when it fits in a
@@ -128,12 +131,13 @@ class SkeletonLoader:
         if self.resident is not None:
             for idx in batches:
                 index = torch.from_numpy(idx)
-                dev_index = index.to(self.device)
+                # Pinned + non_blocking: a pageable copy would make the host wait for the device.
+                dev_index = (index.pin_memory() if self.device.type == "cuda" else index).to(self.device,
+                                                                                           non_blocking=True)
                 frames = int(self.lengths[idx].max())
                 x = self.resident[dev_index, :, :frames]  # (index_select is slow on CPU for 5-D rows)
-                lengths = torch.from_numpy(self.lengths[idx]).to(self.device)
-                labels = torch.from_numpy(self.labels[idx]).to(self.device)
-                yield (*self._augment(x, lengths, labels, dev_index), index)
+                yield (*self._augment(x, self.resident_lengths[dev_index], self.resident_labels[dev_index],
+                                      dev_index), index)
             return
         out, stop = queue.Queue(maxsize=PREFETCH_BATCHES), threading.Event()
         worker = threading.Thread(target=self._producer, args=(batches, out, stop), daemon=True)
