@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-import igm_fast._C  # noqa: F401  (loads the library that registers torch.ops.igm_fast.*)
+try:
+    import igm_fast._C  # noqa: F401  (loads the library that registers torch.ops.igm_fast.*)
+except ImportError as e:
+    raise ImportError(f"igm_fast's C++ extension is not built or does not load ({e}); build it with "
+                      "`pip install --no-build-isolation -e .` (or `./igm env`)") from e
 
 TRAIN_P_INTERVAL = (0.5, 1.0)
 EVAL_P_INTERVAL = (0.95,)  # MAMP: a single ratio means a centre crop

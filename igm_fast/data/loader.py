@@ -3,8 +3,8 @@
     loader = SkeletonLoader(split, 256, train=True, device="cuda", rank=r, world_size=w)
     for epoch in range(epochs):
         loader.set_epoch(epoch)
-        for x, labels, indices in loader:   # x (B, 3, 120, V, M) float32 on device
-            ...
+        for x, labels, indices in loader:   # x (B, 3, 120, V, M) float32 and labels on device,
+            ...                             # indices (global sample ids) on the CPU
 
 Raw padded sequences are gathered from the split's memory map (sorted indices, only the
 frames up to the batch's longest valid length) by a background thread into pinned memory,
