@@ -6,6 +6,7 @@ variable IGM_DATA, else ./data_cache. `synth` (xsub) and `synth-xview` are gener
 first use; every other dataset must have been prepared from its raw files.
 """
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ def resolve(name, data_root=None):
     root = Path(data_root) if data_root is not None else default_data_root()
     path = root / name
     if name in SYNTH_BENCHMARKS and not (path / "meta.json").is_file():
+        print(f"generating the built-in {name} dataset into {path} (first use, a few seconds)", file=sys.stderr)
         # replace=False: when several ranks start together the first complete copy wins
         synth.prepare_synth(root, **SYNTH_DEFAULTS, benchmarks=(SYNTH_BENCHMARKS[name],), npz=False,
                             replace=False)
