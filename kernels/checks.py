@@ -1,8 +1,10 @@
-"""Input checks, stride normalisation and the device guard shared by the Triton ops' wrappers."""
+"""Input checks, stride normalisation, the device guard and tl.dot settings shared by the Triton
+ops' wrappers."""
 import contextlib
 import os
 
 import torch
+import triton
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -32,3 +34,16 @@ def unit_last_stride(t):
     strides (a slice of rows is read in place); an expanded stride-0 gradient (from .sum() or
     .mean()) must not reach a kernel that steps through it element by element (DESIGN.md section 4)."""
     return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def dot_block(n):
+    """Tile size covering n elements of a tl.dot dimension (power of two, at least 16)."""
+    return max(16, triton.next_power_of_2(n))
+
+
+def dot_precision(dtype):
+    """input_precision for tl.dot: fp32 follows torch's CUDA matmul setting (TF32 only where torch
+    allows it), so a kernel and the eager reference round alike; 16-bit dots ignore it. Reads the
+    fp32_precision API, which also reflects the legacy setters (the legacy getters raise once the
+    new API has been used)."""
+    return "tf32" if dtype != torch.float32 or torch.backends.cuda.matmul.fp32_precision == "tf32" else "ieee"

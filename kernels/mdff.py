@@ -18,7 +18,6 @@ Registered as torch.library custom ops (forward returns out and lse; backward is
 fake and autograd registrations: this form traces under torch.compile(fullgraph=True), also with
 the Triton interpreter on CPU, where triton_op does not (DESIGN.md section 4).
 """
-import contextlib
 import math
 import os
 
@@ -26,8 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
+from igm_fast.kernels.checks import check_tensors, device_guard, dot_block, dot_precision
+
 MAX_D = 256  # a tile keeps whole token rows in registers
-SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Scores run in base 2 (exp2 is the hardware instruction); lse is stored in natural-log units.
 LOG2E = tl.constexpr(math.log2(math.e))
 LN2 = tl.constexpr(math.log(2.0))
@@ -143,35 +143,19 @@ def _mdff_bwd_kernel(Z, G, LSE, DELTA, DZ, L, eta, scale,
     _store_rows(DZ + body * L * D, offs_m, L, (1 + eta) * g_m.to(tl.float32) + acc, D, BLOCK_D)
 
 
-def _dot_precision(dtype):
-    """fp32 inputs follow torch's matmul setting (TF32 only when torch allows it for matmuls),
-    so the fused op and the eager reference round the same way."""
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"  # ignored by Triton for 16-bit inputs
-
-
-def _device_guard(t):
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
-
-
-def _block_d(D):
-    return max(16, triton.next_power_of_2(D))  # tl.dot needs every tile dimension >= 16
-
-
-def _check(z):
-    """Shape, dtype and device of z, for the wrapper, the op and its fake alike."""
+def _check(z, **same_shape):
+    """Shape, dtype and device of z (and of the tensors that must match it: grad, out), for the
+    wrapper, the ops and their fakes alike."""
     if not isinstance(z, torch.Tensor) or z.ndim != 3:
         raise ValueError(f"mdff_highpass: z must be a (B, L, D) tensor, got "
                          f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
     if not 1 <= z.shape[-1] <= MAX_D:
         raise ValueError(f"mdff_highpass: D = {z.shape[-1]} is not supported by the Triton kernel; "
                          f"it needs 1 <= D <= {MAX_D}")
-    if z.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"mdff_highpass: dtype {z.dtype} is not supported; use one of {SUPPORTED_DTYPES}")
-    if not z.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError(f"mdff_highpass: z is on {z.device}; the Triton kernel needs a CUDA tensor "
-                           f"(or TRITON_INTERPRET=1 for the CPU interpreter)")
+    for name, t in same_shape.items():
+        if t.shape != z.shape:
+            raise ValueError(f"mdff_highpass: {name} {tuple(t.shape)} must match z {tuple(z.shape)}")
+    check_tensors("mdff_highpass", {"z": z, **same_shape})
 
 
 @torch.library.custom_op("igm_fast::mdff_highpass_fwd", mutates_args=())
@@ -184,9 +168,9 @@ def mdff_highpass_fwd(z: torch.Tensor, eta: float, scale: float) -> tuple[torch.
     lse = torch.empty((B, L), dtype=torch.float32, device=z.device)
     if z.numel() == 0:
         return out, lse
-    with _device_guard(z):
+    with device_guard(z):
         _mdff_fwd_kernel[lambda meta: (B * triton.cdiv(L, meta["BLOCK_M"]),)](
-            z, out, lse, L, eta, scale, D=D, BLOCK_D=_block_d(D), DOT_PRECISION=_dot_precision(z.dtype))
+            z, out, lse, L, eta, scale, D=D, BLOCK_D=dot_block(D), DOT_PRECISION=dot_precision(z.dtype))
     return out, lse
 
 
@@ -200,7 +184,7 @@ def _(z, eta, scale):
 def mdff_highpass_bwd(grad: torch.Tensor, z: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
                       eta: float, scale: float) -> torch.Tensor:
     """dz of mdff_highpass_fwd's out for upstream gradient `grad`, recomputing the score tiles."""
-    _check(z)
+    _check(z, grad=grad, out=out)
     # A gradient can arrive expanded (stride 0, e.g. from .sum()): the kernels assume dense rows.
     grad, z, out, lse = grad.contiguous(), z.contiguous(), out.contiguous(), lse.contiguous()
     B, L, D = z.shape
@@ -208,18 +192,18 @@ def mdff_highpass_bwd(grad: torch.Tensor, z: torch.Tensor, out: torch.Tensor, ls
     if z.numel() == 0:
         return dz
     delta = torch.empty((B, L), dtype=torch.float32, device=z.device)
-    with _device_guard(z):
+    with device_guard(z):
         block_r = 32
         _mdff_bwd_delta_kernel[(triton.cdiv(B * L, block_r),)](
-            grad, z, out, delta, B * L, 1 + eta, D=D, BLOCK_D=_block_d(D), BLOCK_R=block_r)
+            grad, z, out, delta, B * L, 1 + eta, D=D, BLOCK_D=dot_block(D), BLOCK_R=block_r)
         _mdff_bwd_kernel[lambda meta: (B * triton.cdiv(L, meta["BLOCK_M"]),)](
-            z, grad, lse, delta, dz, L, eta, scale, D=D, BLOCK_D=_block_d(D), DOT_PRECISION=_dot_precision(z.dtype))
+            z, grad, lse, delta, dz, L, eta, scale, D=D, BLOCK_D=dot_block(D), DOT_PRECISION=dot_precision(z.dtype))
     return dz
 
 
 @mdff_highpass_bwd.register_fake
 def _(grad, z, out, lse, eta, scale):
-    _check(z)
+    _check(z, grad=grad, out=out)
     return z.new_empty(z.shape)
 
 

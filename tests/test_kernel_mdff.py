@@ -5,6 +5,8 @@ so shapes stay small; with CUDA the same tests run compiled on the GPU, plus the
 (bf16, paper-scale shapes).
 """
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -173,3 +175,18 @@ def test_gpu_paper_scale(B, L, D, dtype):
     (eager_dz,) = torch.autograd.grad(eager_out, eager_z, grad)
     for got, eager, ref in ((out, eager_out.detach(), ref_out), (dz, eager_dz, ref_dz)):
         assert relative_error(got, ref) <= max(2 * relative_error(eager, ref), 2e-2)
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("", "ieee"),
+    ("torch.backends.cuda.matmul.fp32_precision = 'tf32'", "tf32"),
+    ("torch.set_float32_matmul_precision('high')", "tf32"),
+    ("torch.backends.cuda.matmul.allow_tf32 = True", "tf32"),
+])
+def test_fp32_dot_precision_follows_torch_matmul_setting(setting, expected):
+    """In a fresh interpreter: the settings are process-wide, and mixing the legacy and new TF32
+    APIs makes torch's legacy getters raise."""
+    code = (f"import torch\n{setting}\nfrom igm_fast.kernels.checks import dot_precision\n"
+            "print(dot_precision(torch.float32), dot_precision(torch.bfloat16))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [expected, "tf32"]
