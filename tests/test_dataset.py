@@ -167,3 +167,10 @@ def test_cli_ntu60_on_the_real_raw_samples_then_load_split_by_name(tmp_path, cap
     for name in ("ntu60-xsub", "ntu60-xview"):
         train, test = (dataset.load_split(name, s, data_root=tmp_path) for s in layout.SPLITS)
         assert len(train) + len(test) == 7 and train.x.shape[1:] == (3, 300, 25, 2)
+
+
+def test_cli_rejects_unknown_synth_benchmark(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        prepare_main(["synth", "--benchmarks", "xsub,xset", "--out", str(tmp_path)])
+    assert "'xsub,xset': expected a comma-separated subset of xsub,xview" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -131,6 +131,8 @@ def test_two_person_partner_is_another_subject_on_the_same_side_of_the_xsub_spli
         synth.split_groups(2)
 
 
-def test_unknown_benchmark(data):
+def test_unknown_benchmark(data, tmp_path):
     with pytest.raises(ValueError, match="xsub"):
         synth.split_indices(data, "xset", SMALL["num_subjects"])
+    with pytest.raises(ValueError, match=r"unknown synth benchmarks \['xset'\]"):
+        synth.prepare_synth(tmp_path, benchmarks=("xset",))

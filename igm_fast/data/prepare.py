@@ -65,6 +65,14 @@ def print_summary(summary, indent=""):
             print(f"{indent}{key}: {value if value != {} else 0}")
 
 
+def benchmark_list(text):
+    """argparse type: a comma-separated subset of the synth benchmarks."""
+    items = tuple(b for b in text.split(",") if b)
+    if not items or set(items) - set(synth.BENCHMARKS):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated subset of {','.join(synth.BENCHMARKS)}")
+    return items
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igm_fast.data.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,7 +87,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples-per-class", type=int, default=200)
     p.add_argument("--subjects", type=int, default=20)
-    p.add_argument("--benchmarks", default="xsub,xview", help="comma-separated subset of xsub,xview")
+    p.add_argument("--benchmarks", type=benchmark_list, default=synth.BENCHMARKS,
+                   help="comma-separated subset of xsub,xview")
     p.add_argument("--no-npz", action="store_true", help="skip the MAMP npz files")
     p = add("ucla", "NW-UCLA from the CTR-GCN json release")
     p.add_argument("--raw", type=Path, required=True, help="the all_sqe folder of *.json files")
@@ -104,7 +113,7 @@ def build_parser():
 def run(args, out):
     if args.source == "synth":
         return synth.prepare_synth(out, args.seed, args.samples_per_class, args.subjects,
-                                   benchmarks=tuple(b for b in args.benchmarks.split(",") if b),
+                                   benchmarks=args.benchmarks,
                                    npz=not args.no_npz)
     if args.source == "ucla":
         return ucla.prepare(args.raw, out)

@@ -334,6 +334,9 @@ def prepare_synth(out_dir, seed=0, samples_per_class=200, num_subjects=20, bench
     """Generate once and write `{out_dir}/synth` (xsub) and/or `{out_dir}/synth-xview` in the fast
     layout (each dir written whole then renamed), plus `Synth_XSub.npz` / `Synth_XView.npz` in the
     MAMP format when npz. Returns {dataset name: {"train": n, "test": n, "path": dir}}."""
+    unknown = set(benchmarks) - set(BENCHMARKS)
+    if unknown:
+        raise ValueError(f"unknown synth benchmarks {sorted(unknown)}; expected some of {BENCHMARKS}")
     out_dir = Path(out_dir)
     data = generate(seed, samples_per_class, num_subjects)
     summary = {}
