@@ -135,9 +135,17 @@ def test_bad_skeleton_file_names_file_and_line(tmp_path):
     path.write_text(f"{row}\n{row.replace('0.5', 'x', 1)}\n")
     with pytest.raises(InputError, match="0001-L.txt:2: non-numeric"):
         pku.read_skeleton(path)
-    path.write_text("")
+    path.write_text(f"{row}\n{row.replace('0.5', 'nan', 1)}\n")
+    with pytest.raises(InputError, match="0001-L.txt:2: non-finite"):
+        pku.read_skeleton(path)
+    path.write_text(f"{row}\n\n{row}\n")
+    with pytest.raises(InputError, match="0001-L.txt:2: expected 150 numbers"):
+        pku.read_skeleton(path)
+    path.write_text("\n")
     with pytest.raises(InputError, match="0001-L.txt: empty skeleton file"):
         pku.read_skeleton(path)
+    path.write_text(f"{row}\n{row}\n\n\n")  # blank lines at the end are fine
+    assert pku.read_skeleton(path).shape == (2, 2, 25, 3)
 
 
 @pytest.mark.parametrize("text,message", [

@@ -49,19 +49,23 @@ def read_skeleton(path):
     path = Path(path)
     width = NUM_BODIES * NUM_JOINTS * 3
     frames = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            values = line.split()
-            if len(values) != width:
-                raise InputError(f"{path}:{number}: expected {width} numbers (2 bodies x 25 joints x xyz), "
-                                 f"found {len(values)}")
-            try:
-                frames.append(np.array(values, dtype=np.float32))
-            except ValueError:
-                raise InputError(f"{path}:{number}: non-numeric value in {line.strip()[:60]!r}...") from None
+    lines = path.read_text().rstrip().splitlines()  # tolerate blank lines at the end, nowhere else
+    for number, line in enumerate(lines, 1):
+        values = line.split()
+        if len(values) != width:
+            raise InputError(f"{path}:{number}: expected {width} numbers (2 bodies x 25 joints x xyz), "
+                             f"found {len(values)}")
+        try:
+            frames.append(np.array(values, dtype=np.float32))
+        except ValueError:
+            raise InputError(f"{path}:{number}: non-numeric value in {line.strip()[:60]!r}...") from None
     if not frames:
         raise InputError(f"{path}: empty skeleton file")
-    return np.stack(frames).reshape(-1, NUM_BODIES, NUM_JOINTS, 3)
+    frames = np.stack(frames)
+    bad = np.flatnonzero(~np.isfinite(frames).all(axis=1))
+    if bad.size:
+        raise InputError(f"{path}:{bad[0] + 1}: non-finite value (nan or inf)")
+    return frames.reshape(-1, NUM_BODIES, NUM_JOINTS, 3)
 
 
 def read_labels(path, num_frames):
