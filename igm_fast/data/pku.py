@@ -157,7 +157,9 @@ def prepare(skeletons_dir, labels_dir, splits_dir, out_dir, version="pku1", prog
             if cut is None:
                 skipped.append(f"{video} frames {start}..{end}: no skeleton in any frame")
                 continue
-            samples[video].append((*cut, label, f"{video}_{start}_{end}"))
+            x, length = cut
+            # keep only the valid frames until the split is assembled: padded, PKU-MMD I is ~4 GB
+            samples[video].append((x[:, :length].copy(), length, label, f"{video}_{start}_{end}"))
     summary = {"skipped": skipped}
     for benchmark, (train, test) in split_lists.items():
         splits = {}
@@ -165,8 +167,11 @@ def prepare(skeletons_dir, labels_dir, splits_dir, out_dir, version="pku1", prog
             rows = [row for video in names for row in samples.get(video, [])]
             if not rows:
                 raise InputError(f"{splits_dir}: the {benchmark} {split} videos yield no instances")
-            x, lengths, labels, sample_names = zip(*rows)
-            splits[split] = (np.stack(x), lengths, labels, sample_names)
+            clips, lengths, labels, sample_names = zip(*rows)
+            x = np.zeros((len(clips), 3, MAX_FRAMES, NUM_JOINTS, NUM_BODIES), np.float32)
+            for i, clip in enumerate(clips):
+                x[i, :, :clip.shape[1]] = clip
+            splits[split] = (x, lengths, labels, sample_names)
         name = f"{version}-{benchmark}"
         path = layout.write_dataset(Path(out_dir) / name, name, CLASS_NAMES, NUM_JOINTS, NUM_BODIES, MAX_FRAMES,
                                     splits)
