@@ -152,13 +152,17 @@ def build_model(cfg, num_joints):
 
 
 def rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Python, numpy, torch and CUDA generator states, in types weights_only loading accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state):
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -307,22 +311,23 @@ def main(argv=None):
                 sums.zero_()
                 count, t0 = 0, time.perf_counter()
         save_checkpoint(epoch + 1)
-        if main_rank and cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and "knn" in cfg["eval"]:
+        if cfg["eval_every"] and (epoch + 1) % cfg["eval_every"] == 0 and "knn" in cfg["eval"]:
             knn = evaluate_encoder(model.encoder, train_split, test_split, {**cfg, "eval": ["knn"]}, device,
                                    cfg["seed"])
             log({"kind": "eval", "step": step, "epoch": epoch + 1, **knn})
 
-    # export and evaluate (rank 0; the others are done)
+    # export, then evaluate: every rank encodes its shard of each split, rank 0 writes the results
     if main_rank:
         save_encoder(model.encoder, out / "encoder.pt")
-        results, baseline = {}, {}
-        if cfg["eval"]:
-            results = evaluate_encoder(model.encoder, train_split, test_split, cfg, device, cfg["seed"])
-            log({"kind": "eval", "step": step, "epoch": cfg["epochs"], **results})
-            if cfg["random_baseline"]:
-                torch.manual_seed(cfg["seed"])
-                random_encoder = Encoder(**model.encoder.config).to(device)
-                baseline = evaluate_encoder(random_encoder, train_split, test_split, cfg, device, cfg["seed"])
+    results, baseline = {}, {}
+    if cfg["eval"]:
+        results = evaluate_encoder(model.encoder, train_split, test_split, cfg, device, cfg["seed"])
+        log({"kind": "eval", "step": step, "epoch": cfg["epochs"], **results})
+        if cfg["random_baseline"]:
+            torch.manual_seed(cfg["seed"])  # the same random encoder on every rank
+            random_encoder = Encoder(**model.encoder.config).to(device)
+            baseline = evaluate_encoder(random_encoder, train_split, test_split, cfg, device, cfg["seed"])
+    if main_rank:
         atomic_write_json({"epochs": cfg["epochs"], "steps": step, **results,
                            **{f"random_{k}": v for k, v in baseline.items()}}, out / "summary.json")
         writer.close()
