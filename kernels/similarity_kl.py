@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from igm_fast.kernels.checks import check_tensors, device_guard, unit_last_stride
+from igm_fast.kernels.checks import check_tensors, device_guard, dot_block, dot_precision, unit_last_stride
 
 LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
 TARGET_PROGRAMS = 512  # about four programs per SM on an H100 (132 SMs)
@@ -208,10 +208,6 @@ def _backward_keys_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g
     tl.store(dk_ptr + (split * K + cols)[:, None] * D + dims[None, :], acc * inv_tau, mask=mask)
 
 
-def _block_d(D):
-    return max(16, triton.next_power_of_2(D))  # tl.dot needs every tile dimension >= 16
-
-
 def _split(n_blocks, n_loop):
     """Split a loop over n_loop items into whole SPLIT_ALIGN chunks so that n_blocks programs per
     split reach about TARGET_PROGRAMS; returns (items per split, number of splits)."""
@@ -231,11 +227,6 @@ def _partials(splits, like):
     return torch.empty((splits, *like.shape), device=like.device, dtype=dtype)
 
 
-def _precision():
-    """fp32 dots follow torch's matmul setting, so the kernel and the eager reference agree."""
-    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
-
-
 @torch.library.custom_op("igm_fast::similarity_kl", mutates_args=())
 def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.Tensor,
                       tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -248,7 +239,7 @@ def _similarity_kl_op(q_target: torch.Tensor, q_pred: torch.Tensor, keys: torch.
     with device_guard(qt):
         _forward_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), splits)](
             qt, qp, k, part, B, K, D, qt.stride(0), qp.stride(0), k.stride(0), math.log2(math.e) / tau,
-            keys_per_split, BLOCK_D=_block_d(D), PRECISION=_precision())
+            keys_per_split, BLOCK_D=dot_block(D), PRECISION=dot_precision(qt.dtype))
         _merge_splits_kernel[(triton.cdiv(B, 128),)](part, kl, lse_p, lse_q, B, splits, BLOCK=128)
     return kl, lse_p, lse_q
 
@@ -277,10 +268,10 @@ def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_
     with device_guard(qt):
         _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), key_splits)](
             qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common, keys_per_split,
-            BLOCK_D=_block_d(D), PRECISION=_precision(), NEED_DQT=need_dq_target)
+            BLOCK_D=dot_block(D), PRECISION=dot_precision(qt.dtype), NEED_DQT=need_dq_target)
         _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]), row_splits)](
-            qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=_block_d(D),
-            PRECISION=_precision())
+            qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=dot_block(D),
+            PRECISION=dot_precision(qt.dtype))
 
     dq_target = _sum_splits(dqt, q_target.dtype) if need_dq_target else torch.zeros_like(qt)
     return dq_target, _sum_splits(dqp, q_pred.dtype), _sum_splits(dk, keys.dtype)
