@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -128,3 +127,14 @@ def test_denoise(tmp_path, synth_root):
     check_image(tmp_path / "denoise.png", "PNG")
     with pytest.raises(SystemExit, match="t=5000 outside"):
         main(["denoise", str(tmp_path), "--t", "5000"])
+
+
+def test_skeleton_gif_from_raw_files(tmp_path):
+    from conftest import shared_path
+
+    ucla = shared_path("nw_ucla", "all_sqe", "a01_s01_e00_v01.json")
+    main(["skeleton", str(ucla), "--out", str(tmp_path / "ucla.gif")])
+    check_image(tmp_path / "ucla.gif", "GIF", min_frames=2)
+    ntu = shared_path("ntu_raw_samples", "S001C001P001R001A050.skeleton")
+    main(["skeleton", str(ntu), "--out", str(tmp_path / "ntu.gif")])
+    check_image(tmp_path / "ntu.gif", "GIF", min_frames=2)

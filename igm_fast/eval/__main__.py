@@ -90,7 +90,9 @@ def table(rows):
     lines = ["| protocol | top-1 (last epoch) | top-5 | mean class acc | best epoch on test (optimistic) |",
              "|---|---|---|---|---|"]
     for protocol, rep in rows.items():
-        best = f"{rep['best_on_test_top1']:.2f} (epoch {rep['best_on_test_epoch']})" if "best_on_test_top1" in rep else "-"
+        best = "-"
+        if "best_on_test_top1" in rep:
+            best = f"{rep['best_on_test_top1']:.2f} (epoch {rep['best_on_test_epoch']})"
         lines.append(f"| {protocol} | {rep['top1']:.2f} | {rep['top5']:.2f} | {rep['mean_class']:.2f} | {best} |")
         if "retrieval_top1" in rep:
             lines.append(f"| knn k=1 (retrieval) | {rep['retrieval_top1']:.2f} | - | - | - |")

@@ -24,7 +24,8 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.stream = stream
         dim = encoder.config["dim"]
-        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden, num_classes))
 
     def forward(self, x):
         return self.head(self.encoder.features(to_stream(x, self.stream)))
@@ -101,7 +102,8 @@ def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size
     model = Classifier(encoder, num_classes, head_hidden, head_dropout, stream).to(device)
     train_model = model
     if dist.is_distributed():
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     opt = torch.optim.AdamW(param_groups(model, weight_decay, layer_decay), lr=lr, betas=(0.9, 0.999))
     # drop_last=False: a small labelled subset (semi 1%) may hold fewer samples than one batch.
     loader = SkeletonLoader(train_split, batch_size, train=True, device=device, drop_last=False,

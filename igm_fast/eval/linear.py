@@ -1,8 +1,9 @@
 """Linear probe (MAMP): BatchNorm1d(affine=False) + Linear on frozen features.
 
-SGD (lr 0.1, momentum 0.9, weight decay 0), batch 256, per-iteration cosine decay of the lr
-(MAE/MAMP `adjust_learning_rate` without warmup). The encoder is frozen, so training the head on
-an epoch's features computed first is the same as interleaving encoder and head batch by batch.
+SGD (lr 0.1, momentum 0.9, weight decay 0), batch 256; the lr decays per iteration on a half
+cosine to 0 (the shape of MAE's `adjust_learning_rate`; no warmup: our choice). The encoder is
+frozen, so training the head on an epoch's features computed first is the same as interleaving
+encoder and head batch by batch.
 """
 import math
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from igm_fast.io import atomic_path
+from igm_fast.viz import save_png
 from igm_fast.viz.runs import class_names, eval_dir, load_npz
 
 
@@ -37,9 +37,4 @@ def plot_confusion(run_dir):
     top1 = 100.0 * (scores.argmax(axis=1) == labels).mean()
     ax.set(xlabel="predicted", ylabel="true", title=f"confusion (row-normalised), top-1 {top1:.2f}%")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    out = Path(run_dir) / "confusion.png"
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_png(fig, Path(run_dir) / "confusion.png")

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from igm_fast.io import InputError, atomic_path
+from igm_fast.io import InputError
+from igm_fast.viz import save_png
 
 LOSS_KEYS = ("loss", "loss_gen", "loss_feat", "loss_dist")
 
@@ -58,9 +59,4 @@ def plot_curves(run_dir):
     for ax in (ax_loss, ax_lr, ax_eval):
         ax.grid(alpha=0.3)
     fig.suptitle(run_dir.name)
-    fig.tight_layout()
-    out = run_dir / "curves.png"
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_png(fig, run_dir / "curves.png")

@@ -14,9 +14,10 @@ from igm_fast.data.dataset import load_split
 from igm_fast.data.loader import SkeletonLoader
 from igm_fast.data.skeletons import skeleton_for
 from igm_fast.eval.semi import subset_split
-from igm_fast.io import InputError, atomic_path, load_checkpoint
+from igm_fast.io import InputError, load_checkpoint
 from igm_fast.model.encoder import patchify, unpatchify
 from igm_fast.model.igm import condition
+from igm_fast.viz import save_png
 
 NUM_PANELS = 4  # frames shown per row
 
@@ -80,9 +81,4 @@ def plot_denoise(run_dir, t=300, index=0, seed=0):
             if r == 0:
                 ax.set_title(f"frame {f + 1}")
     fig.suptitle(f"{split.names[index]}: one generator step at t={t} of {model.diffusion.steps}")
-    fig.tight_layout()
-    out = Path(run_dir) / "denoise.png"
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_png(fig, Path(run_dir) / "denoise.png")

@@ -1,8 +1,9 @@
 """Animated GIF of one skeleton sequence, bones drawn, every present body: front and side views.
 
-Source: `DATASET:INDEX` or `DATASET:SPLIT:INDEX` (a prepared dataset; split defaults to test), or a
-`.npy` file holding one sample (3, T, V, M) or (T, V, 3). 25-joint (NTU/PKU/synth) and 20-joint
-(NW-UCLA) layouts come from igm_fast.data.skeletons.
+Source: `DATASET:INDEX` or `DATASET:SPLIT:INDEX` (a prepared dataset; split defaults to test), a
+raw file (NTU `.skeleton`, denoised and centred as `prepare` does; NW-UCLA `.json`), or a `.npy`
+holding one sample (3, T, V, M) or (T, V, 3). 25-joint (NTU/PKU/synth) and 20-joint (NW-UCLA)
+layouts come from igm_fast.data.skeletons.
 """
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.animation import FuncAnimation, PillowWriter
 
-from igm_fast.data.layout import valid_lengths
+from igm_fast.data.layout import from_mamp_rows, valid_lengths
 from igm_fast.data.skeletons import skeleton_for
 from igm_fast.io import InputError, atomic_path
 
@@ -20,8 +21,17 @@ BODY_COLOURS = ("tab:blue", "tab:red")
 
 
 def load_sample(source, data_root=None):
-    """(x (3, T, V, M) valid frames only, title) of a `DATASET[:SPLIT]:INDEX` or a `.npy` file."""
+    """(x (3, T, V, M) valid frames only, title) of a `DATASET[:SPLIT]:INDEX` or a file."""
     path = Path(source)
+    if path.suffix == ".skeleton":
+        from igm_fast.data import ntu
+
+        return from_mamp_rows(ntu.preprocess(path)[None], 25, 2)[0], path.stem
+    if path.suffix == ".json":
+        from igm_fast.data import ucla
+
+        joints, label = ucla.read_sample(path)
+        return np.ascontiguousarray(joints.transpose(2, 0, 1)[..., None]), f"{path.stem} ({ucla.CLASS_NAMES[label]})"
     if path.suffix == ".npy":
         try:
             x = np.load(path, allow_pickle=False).astype(np.float32)
@@ -34,7 +44,7 @@ def load_sample(source, data_root=None):
         return x[:, :max(1, int(valid_lengths(x[None])[0]))], path.stem
     parts = str(source).rsplit(":", 2)
     if len(parts) < 2 or not parts[-1].isdigit():
-        raise InputError(f"{source}: expected DATASET:INDEX, DATASET:SPLIT:INDEX or a .npy file")
+        raise InputError(f"{source}: expected DATASET:INDEX, DATASET:SPLIT:INDEX, or a .skeleton, .json or .npy file")
     from igm_fast.data.dataset import load_split
 
     name, split, index = (parts[0], "test", int(parts[1])) if len(parts) == 2 else (parts[0], parts[1], int(parts[2]))

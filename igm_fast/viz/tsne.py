@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
 
-from igm_fast.io import atomic_path
+from igm_fast.viz import save_png
 from igm_fast.viz.runs import class_names, eval_dir, load_npz
 
 MAX_POINTS = 3000  # t-SNE is quadratic-ish: a seeded subsample keeps big test sets quick
@@ -28,9 +28,4 @@ def plot_tsne(run_dir, seed=0):
     if len(np.unique(labels)) <= 20:
         ax.legend(fontsize=7, markerscale=2, loc="best")
     ax.set(title=f"t-SNE of test features ({len(labels)} samples)", xticks=[], yticks=[])
-    fig.tight_layout()
-    out = Path(run_dir) / "tsne.png"
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
+    return save_png(fig, Path(run_dir) / "tsne.png")
