@@ -22,14 +22,21 @@ TARGET_PROGRAMS = 1024  # enough programs to fill an H100 (132 SMs) several time
 
 
 @triton.jit
+def _load_tile(ptr, b, tokens, dims, L, D, stride_b, stride_l):
+    """The (tokens, D) tile of sample b in fp32, zeros outside the tensor."""
+    mask = (tokens[:, None] < L) & (dims[None, :] < D)
+    tile = tl.load(ptr + b * stride_b + tokens[:, None] * stride_l + dims[None, :], mask=mask, other=0.0)
+    return tile.to(tl.float32)
+
+
+@triton.jit
 def _load_param(ptr, b, tokens, dims, L, D, stride_b, stride_l, PER_TOKEN: tl.constexpr):
-    """A (rows, D) tile of a per-token parameter, or the (1, D) row of a per-sample one, in fp32."""
+    """A (tokens, D) tile of a per-token parameter, or the (1, D) row of a per-sample one, in fp32."""
     if PER_TOKEN:
-        mask = (tokens[:, None] < L) & (dims[None, :] < D)
-        p = tl.load(ptr + b * stride_b + tokens[:, None] * stride_l + dims[None, :], mask=mask, other=0.0)
+        p = _load_tile(ptr, b, tokens, dims, L, D, stride_b, stride_l)
     else:
-        p = tl.load(ptr + b * stride_b + dims, mask=dims < D, other=0.0)[None, :]
-    return p.to(tl.float32)
+        p = tl.load(ptr + b * stride_b + dims, mask=dims < D, other=0.0).to(tl.float32)[None, :]
+    return p
 
 
 @triton.jit
@@ -41,7 +48,7 @@ def _modulate_forward_kernel(x_ptr, shift_ptr, scale_ptr, out_ptr, mean_ptr, rst
     tokens = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     dims = tl.arange(0, BLOCK_D)
     mask = (tokens[:, None] < L) & (dims[None, :] < D)
-    x = tl.load(x_ptr + b * x_sb + tokens[:, None] * x_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+    x = _load_tile(x_ptr, b, tokens, dims, L, D, x_sb, x_sl)
     mean = tl.sum(x, 1) / D
     centred = tl.where(mask, x - mean[:, None], 0.0)
     rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, 1) / D + eps)
@@ -70,8 +77,8 @@ def _modulate_backward_kernel(g_ptr, x_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_pt
         tokens = start + tl.arange(0, BLOCK_L)
         mask = (tokens[:, None] < L) & (dims[None, :] < D)
         rows = b * L + tokens
-        g = tl.load(g_ptr + b * g_sb + tokens[:, None] * g_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + b * x_sb + tokens[:, None] * x_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+        g = _load_tile(g_ptr, b, tokens, dims, L, D, g_sb, g_sl)
+        x = _load_tile(x_ptr, b, tokens, dims, L, D, x_sb, x_sl)
         mean = tl.load(mean_ptr + rows, mask=tokens < L, other=0.0)
         rstd = tl.load(rstd_ptr + rows, mask=tokens < L, other=0.0)
         x_hat = tl.where(mask, (x - mean[:, None]) * rstd[:, None], 0.0)
@@ -103,8 +110,8 @@ def _gated_residual_forward_kernel(x_ptr, gate_ptr, y_ptr, out_ptr, L, D,
     tokens = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     dims = tl.arange(0, BLOCK_D)
     mask = (tokens[:, None] < L) & (dims[None, :] < D)
-    x = tl.load(x_ptr + b * x_sb + tokens[:, None] * x_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
-    y = tl.load(y_ptr + b * y_sb + tokens[:, None] * y_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+    x = _load_tile(x_ptr, b, tokens, dims, L, D, x_sb, x_sl)
+    y = _load_tile(y_ptr, b, tokens, dims, L, D, y_sb, y_sl)
     gate = _load_param(gate_ptr, b, tokens, dims, L, D, gate_sb, gate_sl, GATE_PER_TOKEN)
     rows = b * L + tokens
     tl.store(out_ptr + rows[:, None] * D + dims[None, :], x + gate * y, mask=mask)
@@ -124,8 +131,8 @@ def _gated_residual_backward_kernel(g_ptr, gate_ptr, y_ptr, dy_ptr, dgate_ptr, d
         tokens = start + tl.arange(0, BLOCK_L)
         mask = (tokens[:, None] < L) & (dims[None, :] < D)
         rows = b * L + tokens
-        g = tl.load(g_ptr + b * g_sb + tokens[:, None] * g_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
-        y = tl.load(y_ptr + b * y_sb + tokens[:, None] * y_sl + dims[None, :], mask=mask, other=0.0).to(tl.float32)
+        g = _load_tile(g_ptr, b, tokens, dims, L, D, g_sb, g_sl)
+        y = _load_tile(y_ptr, b, tokens, dims, L, D, y_sb, y_sl)
         gate = _load_param(gate_ptr, b, tokens, dims, L, D, gate_sb, gate_sl, GATE_PER_TOKEN)
         tl.store(dy_ptr + rows[:, None] * D + dims[None, :], g * gate, mask=mask)
         if GATE_PER_TOKEN:
@@ -262,7 +269,8 @@ def _(x, gate, y):
 
 
 @torch.library.custom_op("igm_fast::gated_residual_backward", mutates_args=())
-def _gated_residual_backward_op(grad: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gated_residual_backward_op(grad: torch.Tensor, gate: torch.Tensor,
+                                y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (dgate, dy)."""
     (grad, gs), (gate, gts), (y, ys) = _rows(grad), _rows(gate), _rows(y)
     B, L, D = y.shape

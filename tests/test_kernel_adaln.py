@@ -49,7 +49,8 @@ def param_shape(B, L, D, per_token):
 
 @pytest.mark.parametrize("L", [1, 7, 75, 130])
 @pytest.mark.parametrize("D", [32, 64, 50])
-@pytest.mark.parametrize("shift_per_token, scale_per_token", [(False, False), (True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("shift_per_token, scale_per_token",
+                         [(False, False), (True, True), (True, False), (False, True)])
 def test_adaln_modulate_matches_float64_reference(L, D, shift_per_token, scale_per_token):
     B = 3
     x = 2 * randn(B, L, D) + 0.5
