@@ -7,9 +7,13 @@
 //          test:  centre crop, bias = int((1-p)*L/2), frames [bias, L-bias)
 //   resize linear, identical to F.interpolate(mode='linear', align_corners=False)
 //   rotate R = Rz @ Ry @ Rx with MAMP's matrices, angles ~ U(-theta, theta)
+// and optional extras, off by default: shear before the rotation, Gaussian coordinate noise,
+// random joint masking (a masked joint is zero in every frame and body).
 // Random numbers come from Philox4x32-10 keyed by the seed, with counter (sample index, epoch,
 // block), so a sample's parameters depend only on (seed, epoch, index): never on batch order,
-// batch split, rank or device.
+// batch split, rank or device. Words of a sample's stream: block 0 = (crop ratio, crop start,
+// angle x, angle y), block 1 = (angle z, shear 0..2), block 2 = (shear 3..5, noise key low),
+// block 3 word 0 = noise key high, blocks 4.. = one word per joint for the joint mask.
 #pragma once
 
 #include <stdint.h>
@@ -125,6 +129,51 @@ IGM_HD SampleParams sample_params(int64_t valid, int64_t seed, int64_t epoch, in
   return out;
 }
 
+// ---- optional extras ----------------------------------------------------------------------
+
+constexpr uint32_t kJointMaskBlock = 4;
+
+// Off-diagonal shear coefficients ~ U(-shear, shear) and the key of the sample's noise stream.
+struct SampleExtras {
+  float shear[6];
+  uint64_t noise_key;
+};
+
+IGM_HD SampleExtras sample_extras(int64_t seed, int64_t epoch, int64_t index, double shear) {
+  const U32x4 r1 = sample_random_block(seed, epoch, index, 1);
+  const U32x4 r2 = sample_random_block(seed, epoch, index, 2);
+  const U32x4 r3 = sample_random_block(seed, epoch, index, 3);
+  const uint32_t bits[6] = {r1.v[1], r1.v[2], r1.v[3], r2.v[0], r2.v[1], r2.v[2]};
+  SampleExtras out;
+  for (int k = 0; k < 6; ++k) out.shear[k] = static_cast<float>(mul_add_rn(uniform01(bits[k]), 2.0 * shear, -shear));
+  out.noise_key = static_cast<uint64_t>(r2.v[3]) | (static_cast<uint64_t>(r3.v[0]) << 32);
+  return out;
+}
+
+// masked[v] = 1 with probability p, for v < joints.
+IGM_HD void sample_joint_mask(int64_t seed, int64_t epoch, int64_t index, int64_t joints, double p, bool* masked) {
+  for (int64_t v0 = 0; v0 < joints; v0 += 4) {
+    const U32x4 r = sample_random_block(seed, epoch, index, kJointMaskBlock + static_cast<uint32_t>(v0 / 4));
+    for (int64_t k = 0; k < 4 && v0 + k < joints; ++k) masked[v0 + k] = uniform01(r.v[k]) < p;
+  }
+}
+
+// Three N(0, 1) draws for output point `point` of a sample (Box-Muller on one Philox block).
+IGM_HD void gaussian3(uint64_t noise_key, uint64_t point, float out[3]) {
+  U32x4 ctr = {{static_cast<uint32_t>(point), static_cast<uint32_t>(point >> 32), 0u, 0u}};
+  const U32x4 r = philox4x32_10(ctr, static_cast<uint32_t>(noise_key), static_cast<uint32_t>(noise_key >> 32));
+  const float kTwoPi = 6.283185307179586f;
+  // (bits >> 8) + 1 in [1, 2^24]: u in (0, 1], so log(u) is finite.
+  const float u0 = static_cast<float>((r.v[0] >> 8) + 1) * 5.9604644775390625e-8f;
+  const float u2 = static_cast<float>((r.v[2] >> 8) + 1) * 5.9604644775390625e-8f;
+  const float radius0 = sqrtf(-2.f * logf(u0)), radius1 = sqrtf(-2.f * logf(u2));
+  const float angle0 = kTwoPi * static_cast<float>(r.v[1] >> 8) * 5.9604644775390625e-8f;
+  const float angle1 = kTwoPi * static_cast<float>(r.v[3] >> 8) * 5.9604644775390625e-8f;
+  out[0] = radius0 * cosf(angle0);
+  out[1] = radius0 * sinf(angle0);
+  out[2] = radius1 * cosf(angle1);
+}
+
 // ---- linear resize (F.interpolate, mode='linear', align_corners=False) -----------------------
 
 struct LinearTap {
@@ -172,12 +221,46 @@ IGM_HD Mat3 rotation_matrix(float ax, float ay, float az) {
   return matmul3(matmul3(rz, ry), rx);
 }
 
-// One output point: interpolate the 3 coordinates between two source frames, then rotate.
-IGM_HD void resize_rotate_point(const Mat3& r, const LinearTap& tap, const float a[3], const float b[3],
-                                float out[3]) {
+// [[1, s0, s1], [s2, 1, s3], [s4, s5, 1]]
+IGM_HD Mat3 shear_matrix(const float s[6]) {
+  const Mat3 m = {{1.f, s[0], s[1], s[2], 1.f, s[3], s[4], s[5], 1.f}};
+  return m;
+}
+
+// What every output point of one sample goes through after the resize.
+struct SampleTransform {
+  Mat3 m;              // R @ S: shear (identity when absent), then rotation
+  uint64_t noise_key;  // the sample's Gaussian noise stream
+  float noise_sigma;   // 0: no noise
+};
+
+// shear6 and noise_key may be null (extra not used).
+IGM_HD SampleTransform sample_transform(const float* angles3, const float* shear6, const int64_t* noise_key,
+                                        float noise_sigma) {
+  SampleTransform tr;
+  tr.m = rotation_matrix(angles3[0], angles3[1], angles3[2]);
+  if (shear6 != nullptr) tr.m = matmul3(tr.m, shear_matrix(shear6));
+  tr.noise_key = noise_key != nullptr ? static_cast<uint64_t>(*noise_key) : 0u;
+  tr.noise_sigma = noise_key != nullptr ? noise_sigma : 0.f;
+  return tr;
+}
+
+// One output point (index `point` among the sample's out_frames * V * M): interpolate the 3
+// coordinates between two source frames, transform, add noise; a masked joint stays zero.
+IGM_HD void transform_point(const SampleTransform& tr, const LinearTap& tap, const float a[3], const float b[3],
+                            uint64_t point, bool masked, float out[3]) {
+  if (masked) {
+    out[0] = out[1] = out[2] = 0.f;
+    return;
+  }
   float p[3];
   for (int c = 0; c < 3; ++c) p[c] = tap.w0 * a[c] + tap.w1 * b[c];
-  for (int c = 0; c < 3; ++c) out[c] = r.m[3 * c] * p[0] + r.m[3 * c + 1] * p[1] + r.m[3 * c + 2] * p[2];
+  for (int c = 0; c < 3; ++c) out[c] = tr.m.m[3 * c] * p[0] + tr.m.m[3 * c + 1] * p[1] + tr.m.m[3 * c + 2] * p[2];
+  if (tr.noise_sigma != 0.f) {
+    float g[3];
+    gaussian3(tr.noise_key, point, g);
+    for (int c = 0; c < 3; ++c) out[c] += tr.noise_sigma * g[c];
+  }
 }
 
 }  // namespace igm_aug

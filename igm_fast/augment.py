@@ -4,7 +4,10 @@ MAMP's pipeline, one op call per batch instead of numpy per sample in DataLoader
 valid-frame crop (train: ratio p ~ U(p_min, p_max), length min(max(floor(L*p), 64), L),
 random start; eval: centre crop with ratio 0.95), linear resize to `out_frames` exactly as
 F.interpolate(mode='linear', align_corners=False), rotation R = Rz @ Ry @ Rx with angles
-U(-theta, theta) (train only). Two layers:
+U(-theta, theta) (train only). Optional extras, off by default and train only: `shear`
+(off-diagonal shear U(-shear, shear), applied before the rotation), `noise_sigma` (Gaussian
+noise on every output coordinate), `joint_mask_p` (each joint zeroed in every frame and body
+with this probability). Two layers:
 
     params = sample_params(valid_len, train=True, seed=0, epoch=e, indices=idx)
     x_aug = apply(x, params, out_frames=120)
@@ -14,6 +17,7 @@ same augmentation on CPU and GPU, in any batch, rank or order. `AugParams` can a
 by hand. The math is in csrc/augment_math.h.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -29,27 +33,35 @@ EVAL_P_INTERVAL = (0.95,)  # MAMP: a single ratio means a centre crop
 
 @dataclass
 class AugParams:
-    """Per-sample augmentation parameters, all on one device."""
+    """Per-sample augmentation parameters, all on one device; extras are None when off."""
 
     start: torch.Tensor  # int64 (N,): first cropped frame
     length: torch.Tensor  # int64 (N,): cropped frames
     angles: torch.Tensor  # float32 (N, 3): rotation about x, y, z in radians
+    shear: Optional[torch.Tensor] = None  # float32 (N, 6): S = [[1, s0, s1], [s2, 1, s3], [s4, s5, 1]]
+    joint_mask: Optional[torch.Tensor] = None  # bool (N, V): joints set to zero
+    noise_key: Optional[torch.Tensor] = None  # int64 (N,): key of each sample's Gaussian noise stream
+    noise_sigma: float = 0.0
 
     def __len__(self):
         return self.start.shape[0]
 
     def to(self, device):
-        return AugParams(self.start.to(device), self.length.to(device), self.angles.to(device))
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return AugParams(move(self.start), move(self.length), move(self.angles), move(self.shear),
+                         move(self.joint_mask), move(self.noise_key), self.noise_sigma)
 
 
-def sample_params(valid_len, *, train, p_interval=None, theta=0.3, seed=0, epoch=0, indices=None):
+def sample_params(valid_len, *, train, p_interval=None, theta=0.3, seed=0, epoch=0, indices=None,
+                  shear=0.0, noise_sigma=0.0, joint_mask_p=0.0, num_joints=None):
     """Crop windows and angles for samples with `valid_len` valid frames (int64 (N,) tensor).
 
     p_interval: (p_min, p_max) draws a random crop ratio; a single ratio (p,) a centre crop.
     Default: (0.5, 1.0) when `train`, (0.95,) otherwise. Rotation only when `train`.
     indices: global sample indices (int64 (N,), default arange(N)); with seed and epoch they
     key the random stream, so a sample's parameters never depend on the batch it is in.
-    Runs on valid_len's device.
+    shear, noise_sigma, joint_mask_p: the optional extras (0 = off; ignored unless `train`);
+    joint masking needs `num_joints` (V). Runs on valid_len's device.
     """
     valid_len = torch.as_tensor(valid_len)
     if valid_len.dim() != 1:
@@ -65,10 +77,19 @@ def sample_params(valid_len, *, train, p_interval=None, theta=0.3, seed=0, epoch
     p_interval = tuple(p_interval) if p_interval is not None else (TRAIN_P_INTERVAL if train else EVAL_P_INTERVAL)
     if len(p_interval) not in (1, 2):
         raise ValueError(f"sample_params: p_interval must be (p_min, p_max) or (p,), got {p_interval}")
-    start, length, angles = torch.ops.igm_fast.augment_sample_params(
-        valid_len, indices, int(seed), int(epoch), len(p_interval) == 1,
-        float(p_interval[0]), float(p_interval[-1]), float(theta) if train else 0.0)
-    return AugParams(start, length, angles)
+    if not train:
+        shear = noise_sigma = joint_mask_p = 0.0
+    if joint_mask_p and num_joints is None:
+        raise ValueError("sample_params: joint_mask_p > 0 needs num_joints (the V of the batch)")
+    if noise_sigma < 0:
+        raise ValueError(f"sample_params: noise_sigma must be >= 0, got {noise_sigma}")
+    start, length, angles, shear_coef, joint_mask, noise_key = torch.ops.igm_fast.augment_sample_params(
+        valid_len, indices, int(seed), int(epoch), len(p_interval) == 1, float(p_interval[0]),
+        float(p_interval[-1]), float(theta) if train else 0.0, float(shear), float(joint_mask_p),
+        int(num_joints) if joint_mask_p else 0)
+    return AugParams(start, length, angles, shear=shear_coef if shear else None,
+                     joint_mask=joint_mask if joint_mask_p else None,
+                     noise_key=noise_key if noise_sigma else None, noise_sigma=float(noise_sigma))
 
 
 def _check_apply_args(x, params, out_frames):
@@ -106,22 +127,28 @@ def apply(x, params, out_frames=120, *, check=True):
     params = params.to(x.device)
     if check and not torch.compiler.is_compiling():
         _check_crop_windows(params, x.shape[2])
-    return torch.ops.igm_fast.augment_apply(x, params.start, params.length, params.angles, int(out_frames))
+    return torch.ops.igm_fast.augment_apply(x, params.start, params.length, params.angles, params.shear,
+                                            params.joint_mask, params.noise_key, float(params.noise_sigma),
+                                            int(out_frames))
 
 
-def augment(x, valid_len, *, train, out_frames=120, seed=0, epoch=0, indices=None, p_interval=None, theta=0.3):
-    """sample_params on x's device, then apply: the whole MAMP augmentation of one batch."""
+def augment(x, valid_len, *, train, out_frames=120, seed=0, epoch=0, indices=None, p_interval=None, theta=0.3,
+            shear=0.0, noise_sigma=0.0, joint_mask_p=0.0):
+    """sample_params on x's device, then apply: the whole augmentation of one batch."""
     params = sample_params(torch.as_tensor(valid_len).to(x.device), train=train, p_interval=p_interval,
-                           theta=theta, seed=seed, epoch=epoch, indices=indices)
+                           theta=theta, seed=seed, epoch=epoch, indices=indices, shear=shear,
+                           noise_sigma=noise_sigma, joint_mask_p=joint_mask_p, num_joints=x.shape[3])
     return apply(x, params, out_frames)
 
 
 @torch.library.register_fake("igm_fast::augment_sample_params")
-def _(valid_len, indices, seed, epoch, center, p_min, p_max, theta):
+def _(valid_len, indices, seed, epoch, center, p_min, p_max, theta, shear, joint_mask_p, num_joints):
     n = valid_len.shape[0]
-    return valid_len.new_empty(n), valid_len.new_empty(n), valid_len.new_empty((n, 3), dtype=torch.float32)
+    return (valid_len.new_empty(n), valid_len.new_empty(n), valid_len.new_empty((n, 3), dtype=torch.float32),
+            valid_len.new_empty((n, 6), dtype=torch.float32), valid_len.new_empty((n, num_joints), dtype=torch.bool),
+            valid_len.new_empty(n))
 
 
 @torch.library.register_fake("igm_fast::augment_apply")
-def _(x, start, length, angles, out_frames):
+def _(x, start, length, angles, shear, joint_mask, noise_key, noise_sigma, out_frames):
     return x.new_empty((x.shape[0], 3, out_frames, x.shape[3], x.shape[4]))

@@ -13,8 +13,10 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 # ---- references -----------------------------------------------------------------------------
 
-def reference_apply(x, start, length, angles, out_frames):
-    """float64 crop + linear resize (PyTorch's float32 index arithmetic) + rotation Rz @ Ry @ Rx."""
+def reference_apply(x, start, length, angles, out_frames, shear=None, joint_mask=None, noise_key=None,
+                    noise_sigma=0.0):
+    """float64 crop + linear resize (PyTorch's float32 index arithmetic) + shear + rotation
+    Rz @ Ry @ Rx + Gaussian noise (Box-Muller on Philox) + joint mask."""
     x = np.asarray(x, np.float64)
     out = np.empty(x.shape[:2] + (out_frames,) + x.shape[3:])
     for i in range(x.shape[0]):
@@ -30,7 +32,15 @@ def reference_apply(x, start, length, angles, out_frames):
         rx = np.array([[1, 0, 0], [0, np.cos(ax), np.sin(ax)], [0, -np.sin(ax), np.cos(ax)]])
         ry = np.array([[np.cos(ay), 0, -np.sin(ay)], [0, 1, 0], [np.sin(ay), 0, np.cos(ay)]])
         rz = np.array([[np.cos(az), np.sin(az), 0], [-np.sin(az), np.cos(az), 0], [0, 0, 1]])
-        out[i] = np.einsum("ij,jtvm->itvm", rz @ ry @ rx, resized)
+        transform = rz @ ry @ rx
+        if shear is not None:
+            s0, s1, s2, s3, s4, s5 = np.asarray(shear[i], np.float64)
+            transform = transform @ np.array([[1, s0, s1], [s2, 1, s3], [s4, s5, 1]])
+        out[i] = np.einsum("ij,jtvm->itvm", transform, resized)
+        if noise_key is not None:
+            out[i] += noise_sigma * reference_noise(int(noise_key[i]), out.shape[2:])
+        if joint_mask is not None:
+            out[i][:, :, np.asarray(joint_mask[i], bool)] = 0
     return out
 
 
@@ -50,6 +60,19 @@ def philox4x32_10(ctr, key):
     return c
 
 
+def reference_noise(key, shape):
+    """(3, T, V, M) N(0, 1): point p = (t * V + v) * M + m -> Philox(counter p, key) -> Box-Muller."""
+    key = np.uint64(key % 2**64)
+    point = np.arange(int(np.prod(shape)), dtype=np.uint64)
+    zero = np.zeros_like(point)
+    w = philox4x32_10((point & MASK32, point >> np.uint64(32), zero, zero), (key & MASK32, key >> np.uint64(32)))
+    u = lambda word: (word >> np.uint64(8)).astype(np.float64) * 2.0**-24  # noqa: E731
+    radius0, radius1 = np.sqrt(-2 * np.log(u(w[0]) + 2.0**-24)), np.sqrt(-2 * np.log(u(w[2]) + 2.0**-24))
+    angle0, angle1 = 2 * np.pi * u(w[1]), 2 * np.pi * u(w[3])
+    g = np.stack([radius0 * np.cos(angle0), radius0 * np.sin(angle0), radius1 * np.cos(angle1)])
+    return g.reshape(3, *shape)
+
+
 def reference_sample_params(valid, seed, epoch, indices, p_interval, theta):
     """The documented sampling: Philox at counter (index lo, index hi, epoch, block), key = seed."""
     valid, idx = np.asarray(valid, np.int64), np.asarray(indices, np.int64).astype(np.uint64)
@@ -67,6 +90,23 @@ def reference_sample_params(valid, seed, epoch, indices, p_interval, theta):
     bits = np.stack([blocks[0][2], blocks[0][3], blocks[1][0]], 1)
     angles = (u(bits) * (2 * theta) + -theta).astype(np.float32)
     return start, length, angles
+
+
+def reference_extras(seed, epoch, indices, shear, joint_mask_p, joints):
+    """Shear from words 1-3 of block 1 and 0-2 of block 2, noise key from block 2 word 3 (low)
+    and block 3 word 0 (high), joint v's mask from block 4 + v // 4, word v % 4."""
+    idx = np.asarray(indices, np.int64).astype(np.uint64)
+    key = (np.uint64(seed % 2**64) & MASK32, np.uint64(seed % 2**64) >> np.uint64(32))
+
+    def block(b):
+        return philox4x32_10((idx & MASK32, idx >> np.uint64(32), np.full_like(idx, epoch), np.full_like(idx, b)), key)
+
+    b1, b2, b3 = block(1), block(2), block(3)
+    bits = np.stack([b1[1], b1[2], b1[3], b2[0], b2[1], b2[2]], 1)
+    shear_coef = (bits.astype(np.float64) * 2.0**-32 * (2 * shear) + -shear).astype(np.float32)
+    noise_key = (b2[3] | (b3[0] << np.uint64(32))).view(np.int64)
+    mask = np.stack([block(4 + v // 4)[v % 4].astype(np.float64) * 2.0**-32 < joint_mask_p for v in range(joints)], 1)
+    return shear_coef, mask, noise_key
 
 
 def random_batch(n, frames, joints=25, bodies=2, seed=0, dtype=torch.float32):
@@ -229,6 +269,62 @@ def test_sample_params_seed_and_epoch_change_the_stream():
         assert not torch.equal(a.angles, other.angles) and not torch.equal(a.start, other.start)
 
 
+# ---- optional extras ----------------------------------------------------------------------------
+
+EXTRAS = dict(shear=0.4, noise_sigma=0.05, joint_mask_p=0.3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_extras_match_float64_reference(device):
+    x = random_batch(4, 100, joints=7, bodies=2, seed=9)
+    valid, idx = torch.tensor([100, 40, 1, 77]), torch.tensor([3, 1000, 2**33, 7])
+    params = augment.sample_params(valid.to(device), train=True, seed=6, epoch=2, indices=idx, num_joints=7, **EXTRAS)
+    got = augment.apply(x.to(device), params, 50).cpu()
+    p = params.to("cpu")
+    want = reference_apply(x.numpy(), p.start.numpy(), p.length.numpy(), p.angles.numpy(), 50, shear=p.shear.numpy(),
+                           joint_mask=p.joint_mask.numpy(), noise_key=p.noise_key.numpy(), noise_sigma=0.05)
+    assert p.joint_mask.any() and not p.joint_mask.all()
+    torch.testing.assert_close(got.double(), torch.from_numpy(want), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_extras_sampling_matches_numpy_philox(device):
+    idx = np.array([0, 5, 2**32 + 1, 123456789])
+    got = augment.sample_params(torch.full((4,), 50, device=device), train=True, seed=77, epoch=3,
+                                indices=torch.tensor(idx), num_joints=25, **EXTRAS)
+    shear, mask, noise_key = reference_extras(77, 3, idx, 0.4, 0.3, 25)
+    np.testing.assert_array_equal(got.shear.cpu().numpy(), shear)
+    np.testing.assert_array_equal(got.joint_mask.cpu().numpy(), mask)
+    np.testing.assert_array_equal(got.noise_key.cpu().numpy(), noise_key)
+    # The extras draw from their own words: crop and angles are those of a run without extras.
+    plain = augment.sample_params(torch.full((4,), 50, device=device), train=True, seed=77, epoch=3,
+                                  indices=torch.tensor(idx))
+    for field in ("start", "length", "angles"):
+        assert torch.equal(getattr(got, field), getattr(plain, field))
+
+
+def test_extras_distribution():
+    n = 4000
+    params = augment.sample_params(torch.full((n,), 64), train=True, theta=0.0, seed=1, num_joints=25, **EXTRAS)
+    assert abs(params.joint_mask.float().mean().item() - 0.3) < 0.01
+    shear = params.shear.numpy()
+    assert (np.abs(shear) <= 0.4).all() and np.allclose(shear.var(0), 0.8**2 / 12, rtol=0.1)
+    # Noise alone (no rotation, shear or mask) on a zero input: N(0, sigma^2) per coordinate.
+    noise_only = AugParams(params.start[:64], params.length[:64], params.angles[:64], noise_key=params.noise_key[:64],
+                           noise_sigma=0.05)
+    z = augment.apply(torch.zeros(64, 3, 64, 25, 2), noise_only, 64).double() / 0.05
+    assert abs(z.mean().item()) < 0.01 and abs(z.std().item() - 1) < 0.01
+    assert abs((z.abs() < 1).double().mean().item() - 0.6827) < 0.005
+    assert abs(np.corrcoef(z[:, 0].flatten(), z[:, 2].flatten())[0, 1]) < 0.01
+
+
+def test_extras_are_train_only_and_off_by_default():
+    valid = torch.full((3,), 50)
+    for params in (augment.sample_params(valid, train=False, num_joints=25, **EXTRAS),
+                   augment.sample_params(valid, train=True)):
+        assert params.shear is None and params.joint_mask is None and params.noise_key is None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 @pytest.mark.parametrize("train", [True, False])
 def test_cuda_matches_cpu(train):
@@ -249,9 +345,14 @@ def test_opcheck():
     x = random_batch(3, 40, joints=4, bodies=2)
     params = augment.sample_params(torch.tensor([40, 12, 1]), train=True, seed=0)
     torch.library.opcheck(torch.ops.igm_fast.augment_apply.default,
-                          (x, params.start, params.length, params.angles, 20))
+                          (x, params.start, params.length, params.angles, None, None, None, 0.0, 20))
+    extras = augment.sample_params(torch.tensor([40, 12, 1]), train=True, seed=0, shear=0.3, noise_sigma=0.1,
+                                   joint_mask_p=0.5, num_joints=4)
+    torch.library.opcheck(torch.ops.igm_fast.augment_apply.default,
+                          (x, extras.start, extras.length, extras.angles, extras.shear, extras.joint_mask,
+                           extras.noise_key, 0.1, 20))
     torch.library.opcheck(torch.ops.igm_fast.augment_sample_params.default,
-                          (torch.tensor([40, 12, 1]), torch.tensor([5, 6, 7]), 1, 2, False, 0.5, 1.0, 0.3))
+                          (torch.tensor([40, 12, 1]), torch.tensor([5, 6, 7]), 1, 2, False, 0.5, 1.0, 0.3, 0.2, 0.5, 4))
 
 
 def test_torch_compile_fullgraph():
@@ -291,7 +392,7 @@ def test_apply_rejects_crop_windows_outside_t(start, length):
     with pytest.raises(ValueError, match="sample 0 has crop"):
         augment.apply(x, params, 8)
     with pytest.raises(RuntimeError, match="sample 0 has crop"):  # the op checks too (CPU)
-        torch.ops.igm_fast.augment_apply(x, params.start, params.length, params.angles, 8)
+        torch.ops.igm_fast.augment_apply(x, params.start, params.length, params.angles, None, None, None, 0.0, 8)
 
 
 def test_apply_rejects_malformed_params_and_out_frames():
@@ -299,10 +400,15 @@ def test_apply_rejects_malformed_params_and_out_frames():
     with pytest.raises(ValueError, match="out_frames"):
         augment.apply(x, good_params(), 0)
     bad = AugParams(torch.zeros(2, dtype=torch.int64), torch.full((2,), 10), torch.zeros(2, 2))
-    with pytest.raises(RuntimeError, match=r"angles must be float32 of shape \(2, 3\)"):
+    with pytest.raises(RuntimeError, match=r"angles must be Float of shape \[2, 3\]"):
         augment.apply(x, bad, 8)
     bad = AugParams(torch.zeros(2, dtype=torch.int32), torch.full((2,), 10), torch.zeros(2, 3))
-    with pytest.raises(RuntimeError, match="start and length must be int64"):
+    with pytest.raises(RuntimeError, match="start must be Long"):
+        augment.apply(x, bad, 8)
+    # a joint mask for another skeleton (V = 4 instead of 5)
+    bad = AugParams(torch.zeros(2, dtype=torch.int64), torch.full((2,), 10), torch.zeros(2, 3),
+                    joint_mask=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match=r"joint_mask must be Bool of shape \[2, 5\]"):
         augment.apply(x, bad, 8)
 
 
@@ -319,3 +425,9 @@ def test_sample_params_rejects_bad_input():
         augment.sample_params(torch.tensor([10]), train=True, p_interval=(0.9, 0.5))
     with pytest.raises(RuntimeError, match="at least one valid frame"):
         augment.sample_params(torch.tensor([10, 0]), train=True)
+    with pytest.raises(ValueError, match="needs num_joints"):
+        augment.sample_params(torch.tensor([10]), train=True, joint_mask_p=0.1)
+    with pytest.raises(ValueError, match="noise_sigma"):
+        augment.sample_params(torch.tensor([10]), train=True, noise_sigma=-1.0)
+    with pytest.raises(RuntimeError, match="joint_mask_p in"):
+        augment.sample_params(torch.tensor([10]), train=True, joint_mask_p=1.5, num_joints=3)

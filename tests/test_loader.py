@@ -29,11 +29,12 @@ def collect(loader):
     return torch.cat(xs), torch.cat(labels), torch.cat(indices)
 
 
-def one_by_one(split, indices, *, train, seed, epoch, out_frames=120):
+def one_by_one(split, indices, *, train, seed, epoch, out_frames=120, **extras):
     """Each sample augmented alone, from the full padded array, keyed by its global index."""
-    x = torch.from_numpy(np.array(split.x[indices]))
-    return augment.augment(x, torch.from_numpy(split.lengths[indices]), train=train, out_frames=out_frames,
-                           seed=seed, epoch=epoch, indices=torch.as_tensor(indices))
+    return torch.cat([augment.augment(torch.from_numpy(np.array(split.x[[i]]))[:, :, :split.lengths[i]],
+                                      torch.from_numpy(split.lengths[[i]]), train=train, out_frames=out_frames,
+                                      seed=seed, epoch=epoch, indices=torch.tensor([i]), **extras)
+                      for i in indices])
 
 
 @pytest.mark.parametrize("device,data_on_device", [("cpu", "off"), ("cpu", "on"), pytest.param("cuda", "off", marks=CUDA),
@@ -54,6 +55,15 @@ def test_train_batches_shapes_and_contents(split, device, data_on_device):
         tol = 0 if device == "cpu" else 1e-5
         torch.testing.assert_close(x.cpu(), one_by_one(split, indices.numpy(), train=True, seed=3, epoch=2,
                                                        out_frames=40), rtol=tol, atol=tol)
+
+
+def test_extras_reach_the_augmentation(split):
+    extras = dict(shear=0.3, noise_sigma=0.02, joint_mask_p=0.4)
+    loader = SkeletonLoader(split, 5, train=True, device="cpu", out_frames=30, seed=2, **extras)
+    x, _, indices = collect(loader)
+    torch.testing.assert_close(x, one_by_one(split, indices.numpy(), train=True, seed=2, epoch=0, out_frames=30,
+                                             **extras), rtol=0, atol=0)
+    assert (x.abs().sum(dim=(1, 2, 4)) == 0).float().mean() > 0.2  # masked joints
 
 
 def test_eval_visits_every_sample_once_over_two_ranks(split):

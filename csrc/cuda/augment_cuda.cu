@@ -24,25 +24,29 @@ __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half(v)
 
 __global__ void sample_params_kernel(const int64_t* __restrict__ valid_len, const int64_t* __restrict__ indices,
                                      int64_t n, int64_t seed, int64_t epoch, bool center, double p_min,
-                                     double p_max, double theta, int64_t* __restrict__ start,
-                                     int64_t* __restrict__ length, float* __restrict__ angles) {
+                                     double p_max, double theta, double shear, double joint_mask_p,
+                                     int64_t num_joints, SampleParamsOut out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   // valid_len >= 1 is the caller's contract (checked on the host where the lengths live).
   const int64_t valid = valid_len[i] > 0 ? valid_len[i] : 1;
   const auto s = igm_aug::sample_params(valid, seed, epoch, indices[i], center, p_min, p_max, theta);
-  start[i] = s.start;
-  length[i] = s.length;
-  for (int k = 0; k < 3; ++k) angles[3 * i + k] = s.angles[k];
+  const auto e = igm_aug::sample_extras(seed, epoch, indices[i], shear);
+  out.start[i] = s.start;
+  out.length[i] = s.length;
+  for (int k = 0; k < 3; ++k) out.angles[3 * i + k] = s.angles[k];
+  for (int k = 0; k < 6; ++k) out.shear[6 * i + k] = e.shear[k];
+  out.noise_key[i] = static_cast<int64_t>(e.noise_key);
+  igm_aug::sample_joint_mask(seed, epoch, indices[i], num_joints, joint_mask_p, out.joint_mask + i * num_joints);
 }
 
 // One thread per (sample, group of kFramesPerThread output frames, joint*body): consecutive
 // threads take consecutive joints/bodies, so a warp's loads and stores are coalesced; the
-// rotation matrix and the index arithmetic are amortised over the frames of the group.
+// sample's transform and the index arithmetic are amortised over the frames of the group.
 template <typename T>
-__global__ void apply_kernel(const T* __restrict__ x, int64_t n, int64_t frames, int64_t points,
-                             const int64_t* __restrict__ start, const int64_t* __restrict__ length,
-                             const float* __restrict__ angles, int64_t out_frames, T* __restrict__ out) {
+__global__ void apply_kernel(const T* __restrict__ x, int64_t n, int64_t frames, int64_t joints, int64_t bodies,
+                             ApplyParams params, int64_t out_frames, T* __restrict__ out) {
+  const int64_t points = joints * bodies;
   const int64_t groups = (out_frames + kFramesPerThread - 1) / kFramesPerThread;
   const int64_t total = n * groups * points;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -52,9 +56,12 @@ __global__ void apply_kernel(const T* __restrict__ x, int64_t n, int64_t frames,
     const int64_t i = idx / (points * groups);
     // Clamp the window into [0, frames): a bad parameter must not read out of bounds
     // (the Python wrapper validates parameters; the kernel cannot report without a sync).
-    const int64_t len = min(max(length[i], int64_t(1)), frames);
-    const int64_t s0 = min(max(start[i], int64_t(0)), frames - len);
-    const igm_aug::Mat3 r = igm_aug::rotation_matrix(angles[3 * i], angles[3 * i + 1], angles[3 * i + 2]);
+    const int64_t len = min(max(params.length[i], int64_t(1)), frames);
+    const int64_t s0 = min(max(params.start[i], int64_t(0)), frames - len);
+    const igm_aug::SampleTransform tr = igm_aug::sample_transform(
+        params.angles + 3 * i, params.shear ? params.shear + 6 * i : nullptr,
+        params.noise_key ? params.noise_key + i : nullptr, params.noise_sigma);
+    const bool masked = params.joint_mask != nullptr && params.joint_mask[i * joints + j / bodies];
     const T* sample = x + i * 3 * frames * points + s0 * points + j;
     T* dst = out + i * 3 * out_frames * points + j;
     const int64_t t_end = min(out_frames, (group + 1) * kFramesPerThread);
@@ -65,7 +72,7 @@ __global__ void apply_kernel(const T* __restrict__ x, int64_t n, int64_t frames,
         a[c] = load(sample + (c * frames + tap.i0) * points);
         b[c] = load(sample + (c * frames + tap.i1) * points);
       }
-      igm_aug::resize_rotate_point(r, tap, a, b, o);
+      igm_aug::transform_point(tr, tap, a, b, static_cast<uint64_t>(t * points + j), masked, o);
       for (int c = 0; c < 3; ++c) store(dst + (c * out_frames + t) * points, o[c]);
     }
   }
@@ -76,42 +83,40 @@ const char* last_error() {
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-}  // namespace
-
-const char* launch_sample_params(const int64_t* valid_len, const int64_t* indices, int64_t n, int64_t seed,
-                                 int64_t epoch, bool center, double p_min, double p_max, double theta,
-                                 int64_t* start, int64_t* length, float* angles, void* stream) {
-  if (n == 0) return nullptr;
-  const unsigned blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
-  sample_params_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      valid_len, indices, n, seed, epoch, center, p_min, p_max, theta, start, length, angles);
-  return last_error();
-}
-
 template <typename T>
-static const char* launch_apply_typed(const void* x, int64_t n, int64_t frames, int64_t points,
-                                      const int64_t* start, const int64_t* length, const float* angles,
-                                      int64_t out_frames, void* out, cudaStream_t stream) {
-  const int64_t total = n * ((out_frames + kFramesPerThread - 1) / kFramesPerThread) * points;
+const char* launch_apply_typed(const void* x, int64_t n, int64_t frames, int64_t joints, int64_t bodies,
+                               ApplyParams params, int64_t out_frames, void* out, cudaStream_t stream) {
+  const int64_t total = n * ((out_frames + kFramesPerThread - 1) / kFramesPerThread) * joints * bodies;
   if (total == 0) return nullptr;
   // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
   const int64_t blocks = min((total + kThreads - 1) / kThreads, int64_t(1) << 20);
   apply_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      static_cast<const T*>(x), n, frames, points, start, length, angles, out_frames, static_cast<T*>(out));
+      static_cast<const T*>(x), n, frames, joints, bodies, params, out_frames, static_cast<T*>(out));
   return last_error();
 }
 
-const char* launch_apply(DType dtype, const void* x, int64_t n, int64_t frames, int64_t points,
-                         const int64_t* start, const int64_t* length, const float* angles, int64_t out_frames,
-                         void* out, void* stream) {
+}  // namespace
+
+const char* launch_sample_params(const int64_t* valid_len, const int64_t* indices, int64_t n, int64_t seed,
+                                 int64_t epoch, bool center, double p_min, double p_max, double theta, double shear,
+                                 double joint_mask_p, int64_t num_joints, SampleParamsOut out, void* stream) {
+  if (n == 0) return nullptr;
+  const unsigned blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
+  sample_params_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      valid_len, indices, n, seed, epoch, center, p_min, p_max, theta, shear, joint_mask_p, num_joints, out);
+  return last_error();
+}
+
+const char* launch_apply(DType dtype, const void* x, int64_t n, int64_t frames, int64_t joints, int64_t bodies,
+                         ApplyParams params, int64_t out_frames, void* out, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
     case DType::kFloat32:
-      return launch_apply_typed<float>(x, n, frames, points, start, length, angles, out_frames, out, s);
+      return launch_apply_typed<float>(x, n, frames, joints, bodies, params, out_frames, out, s);
     case DType::kBFloat16:
-      return launch_apply_typed<__nv_bfloat16>(x, n, frames, points, start, length, angles, out_frames, out, s);
+      return launch_apply_typed<__nv_bfloat16>(x, n, frames, joints, bodies, params, out_frames, out, s);
     default:
-      return launch_apply_typed<__half>(x, n, frames, points, start, length, angles, out_frames, out, s);
+      return launch_apply_typed<__half>(x, n, frames, joints, bodies, params, out_frames, out, s);
   }
 }
 

@@ -157,16 +157,61 @@ static void test_rotation() {
   EXPECT(near(det, 1.0));
 }
 
-static void test_resize_rotate_point() {
-  const igm_aug::Mat3 r = igm_aug::rotation_matrix(0.f, 0.f, 0.5f);
+static void test_transform_point() {
+  const float angles[3] = {0.f, 0.f, 0.5f};
+  const float shear[6] = {0.5f, 0.f, 0.f, 0.f, 0.f, 0.f};  // x += 0.5 y, before the rotation
   const igm_aug::LinearTap tap = {0, 1, 0.25f, 0.75f};
   const float a[3] = {1.f, 2.f, 3.f}, b[3] = {5.f, 6.f, 7.f};
+  const double p[3] = {4.0 + 0.5 * 5.0, 5.0, 6.0};  // 0.25 a + 0.75 b, sheared
   float out[3];
-  igm_aug::resize_rotate_point(r, tap, a, b, out);
-  const double p[3] = {4.0, 5.0, 6.0};  // 0.25 a + 0.75 b
+  igm_aug::transform_point(igm_aug::sample_transform(angles, shear, nullptr, 0.f), tap, a, b, 0, false, out);
   EXPECT(near(out[0], std::cos(0.5) * p[0] + std::sin(0.5) * p[1], 1e-5));
   EXPECT(near(out[1], -std::sin(0.5) * p[0] + std::cos(0.5) * p[1], 1e-5));
   EXPECT(near(out[2], p[2], 1e-6));
+  igm_aug::transform_point(igm_aug::sample_transform(angles, shear, nullptr, 0.f), tap, a, b, 0, true, out);
+  EXPECT(out[0] == 0.f && out[1] == 0.f && out[2] == 0.f);  // a masked joint stays zero
+  // Noise: the same key and point give the same draw; the draw is added with weight sigma.
+  const int64_t key = 12345;
+  float noisy[3], again[3], clean[3];
+  igm_aug::transform_point(igm_aug::sample_transform(angles, nullptr, &key, 0.1f), tap, a, b, 7, false, noisy);
+  igm_aug::transform_point(igm_aug::sample_transform(angles, nullptr, &key, 0.1f), tap, a, b, 7, false, again);
+  igm_aug::transform_point(igm_aug::sample_transform(angles, nullptr, nullptr, 0.1f), tap, a, b, 7, false, clean);
+  float g[3];
+  igm_aug::gaussian3(key, 7, g);
+  for (int c = 0; c < 3; ++c) EXPECT(noisy[c] == again[c] && near(noisy[c], clean[c] + 0.1 * g[c], 1e-6));
+}
+
+static void test_gaussian_moments() {
+  double sum = 0, sum_sq = 0, within_one = 0;
+  const int draws = 200000;
+  for (int point = 0; point < draws; ++point) {
+    float g[3];
+    igm_aug::gaussian3(0xfeedULL, static_cast<uint64_t>(point), g);
+    for (int c = 0; c < 3; ++c) {
+      EXPECT(std::isfinite(g[c]));
+      sum += g[c];
+      sum_sq += g[c] * g[c];
+      within_one += std::fabs(g[c]) < 1.0;
+    }
+  }
+  const double n = 3.0 * draws, mean = sum / n;
+  EXPECT(std::fabs(mean) < 0.01);
+  EXPECT(std::fabs(sum_sq / n - mean * mean - 1.0) < 0.01);
+  EXPECT(std::fabs(within_one / n - 0.682689) < 0.005);  // P(|Z| < 1) of a standard normal
+}
+
+static void test_joint_mask() {
+  bool none[25], all[25];
+  igm_aug::sample_joint_mask(1, 2, 3, 25, 0.0, none);
+  igm_aug::sample_joint_mask(1, 2, 3, 25, 1.0, all);
+  for (int v = 0; v < 25; ++v) EXPECT(!none[v] && all[v]);
+  int masked = 0;
+  for (int64_t index = 0; index < 2000; ++index) {
+    bool m[25];
+    igm_aug::sample_joint_mask(1, 2, index, 25, 0.2, m);
+    for (int v = 0; v < 25; ++v) masked += m[v];
+  }
+  EXPECT(std::fabs(masked / 50000.0 - 0.2) < 0.01);
 }
 
 int main() {
@@ -176,7 +221,9 @@ int main() {
   test_sample_params();
   test_linear_tap();
   test_rotation();
-  test_resize_rotate_point();
+  test_transform_point();
+  test_gaussian_moments();
+  test_joint_mask();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
     return 1;

@@ -32,7 +32,8 @@ UPLOAD_CHUNK = 1024  # samples per host-to-device copy when the split is made re
 
 class SkeletonLoader:
     def __init__(self, split, batch_size, *, train, device, out_frames=120, shuffle=None, drop_last=None,
-                 seed=0, rank=0, world_size=1, data_on_device="auto", p_interval=None, theta=0.3):
+                 seed=0, rank=0, world_size=1, data_on_device="auto", p_interval=None, theta=0.3,
+                 shear=0.0, noise_sigma=0.0, joint_mask_p=0.0):
         if batch_size < 1:
             raise ValueError(f"SkeletonLoader: batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -48,6 +49,7 @@ class SkeletonLoader:
         self.drop_last = train if drop_last is None else drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.p_interval, self.theta = p_interval, theta
+        self.extras = dict(shear=shear, noise_sigma=noise_sigma, joint_mask_p=joint_mask_p)  # train only, 0 = off
         self.epoch = 0
         self.lengths = np.asarray(split.lengths, dtype=np.int64)
         self.labels = np.asarray(split.labels, dtype=np.int64)
@@ -122,7 +124,8 @@ class SkeletonLoader:
 
     def _augment(self, x, lengths, labels, indices):
         params = augment.sample_params(lengths, train=self.train, p_interval=self.p_interval, theta=self.theta,
-                                       seed=self.seed, epoch=self.epoch, indices=indices)
+                                       seed=self.seed, epoch=self.epoch, indices=indices, num_joints=x.shape[3],
+                                       **self.extras)
         # Windows lie within the valid frames by construction: skip the check (a sync on CUDA).
         return augment.apply(x, params, self.out_frames, check=False), labels
 
