@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "augment_math.h"
 #include "augment_ops_common.h"
 
@@ -50,13 +52,17 @@ void augment_apply_cpu_kernel(const at::Tensor& x, const int64_t* start_p, const
   const int64_t points = joints * bodies, out_frames = out.size(2);
   const scalar_t* x_p = x.data_ptr<scalar_t>();
   scalar_t* out_p = out.data_ptr<scalar_t>();
+  // Each sample's transform once (sin/cos), not once per output frame.
+  std::vector<igm_aug::SampleTransform> transforms(n);
+  for (int64_t i = 0; i < n; ++i) {
+    transforms[i] = igm_aug::sample_transform(angles_p + 3 * i, shear_p ? shear_p + 6 * i : nullptr,
+                                              noise_key_p ? noise_key_p + i : nullptr, noise_sigma);
+  }
   // One task = one output frame of one sample (all its joints and bodies, 3 coordinates).
   at::parallel_for(0, n * out_frames, 16, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / out_frames, t = task % out_frames;
-      const igm_aug::SampleTransform tr = igm_aug::sample_transform(
-          angles_p + 3 * i, shear_p ? shear_p + 6 * i : nullptr, noise_key_p ? noise_key_p + i : nullptr,
-          noise_sigma);
+      const igm_aug::SampleTransform& tr = transforms[i];
       const igm_aug::LinearTap tap = igm_aug::linear_tap(length_p[i], out_frames, t);
       const scalar_t* sample = x_p + i * 3 * frames * points;
       const scalar_t* frame0 = sample + (start_p[i] + tap.i0) * points;
