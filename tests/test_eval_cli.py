@@ -113,14 +113,16 @@ def test_unknown_protocol_is_a_clear_error(tiny):
         run_cli("--protocol", "knn,finetune", "--encoder", root / "encoder.pt", "--dataset", data, "--out", root / "x")
 
 
-def test_joint_count_mismatch_is_a_clear_error(tiny, tmp_path):
+@pytest.mark.parametrize("protocol", ["knn", "transfer"])
+def test_joint_count_mismatch_is_a_clear_error(tiny, tmp_path, protocol):
     root, _ = tiny
     ucla_like = tmp_path / "ucla_like"
     for split in ("train", "test"):  # a 20-joint dataset (NW-UCLA's skeleton)
         layout.write_split(ucla_like, split, np.ones((2, 3, 16, 20, 1), np.float32), [16, 16], [0, 1], ["a", "b"])
     layout.write_meta(ucla_like, "ucla_like", 2, 20, 1, 16, ["x", "y"])
     with pytest.raises(SystemExit, match="has 20 joints per body but the encoder was built for 25"):
-        run_cli("--protocol", "knn", "--encoder", root / "encoder.pt", "--dataset", ucla_like, "--out", tmp_path / "o")
+        run_cli("--protocol", protocol, "--encoder", root / "encoder.pt", "--dataset", ucla_like,
+                "--out", tmp_path / "o")
 
 
 def test_checkpoint_of_another_architecture_is_a_clear_error(tiny, tmp_path):
