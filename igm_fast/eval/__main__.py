@@ -4,7 +4,8 @@
     python -m igm_fast.eval --protocol semi --ratio 0.1 --encoder ... --dataset ntu60-xsub --out ...
     python -m igm_fast.eval fuse runs/joint runs/bone --weights 0.6 0.4 [--out DIR]
 
-Config: defaults below (MAMP's values) <- `--config configs/eval_*.yaml` <- flags <- `--set key=value`.
+Config: built-in defaults (MAMP's values, spelled out in configs/eval_paper.yaml) <- `--config
+configs/eval_*.yaml` <- flags <- `--set key=value`.
 Outputs in --out (rank 0): eval_summary.json, test_scores.npz (+ test_scores_{protocol}.npz),
 test_features.npz (frozen protocols), eval_config.yaml; a table is printed.
 """
@@ -133,7 +134,7 @@ def main_eval(argv):
     p.add_argument("--out", required=True)
     p.add_argument("--ratio", type=float, help="labelled fraction for --protocol semi (0.01, 0.1)")
     p.add_argument("--stream", choices=STREAMS, help="input stream derived from the joints")
-    p.add_argument("--linear-aug", choices=("on", "off"), help="off: probe on cached centre-crop features")
+    p.add_argument("--linear-aug", choices=("on", "off"), help="off: probe on centre-crop features computed once (exact: see eval/features.py)")
     p.add_argument("--init", choices=("pretrained", "random"), help="random: same architecture, fresh weights")
     p.add_argument("--device", help="auto|cpu|cuda")
     p.add_argument("--seed", type=int)
