@@ -42,6 +42,29 @@ def _tile_configs(block_ms, block_ns, warps_stages):
             for bm in block_ms for bn in block_ns for w, s in warps_stages]
 
 
+def _footprint(config, block_d, elem_bytes, backward):
+    """Rough bytes a program keeps in registers and shared memory. Forward: its z tile and fp32
+    accumulator (BLOCK_M x D), one score tile, pipelined key tiles. Backward: z, g and the fp32
+    accumulator, ~4 score-sized fp32 tiles, pipelined z and g key tiles."""
+    bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
+    row_bytes = (2 if backward else 1) * elem_bytes + 4
+    registers = bm * block_d * row_bytes + (4 if backward else 1) * bm * bn * 4
+    shared = config.num_stages * (2 if backward else 1) * bn * block_d * elem_bytes
+    return registers, shared
+
+
+def _prune_tiles(backward):
+    """Autotuner pre-filter (ahead of any compile): keep tiles that fill between a quarter of and
+    all of ~200 registers per thread and fit shared memory, so D=256 does not try tiles that spill
+    and D=32 does not try tiles that leave the SM idle; always keep at least the smallest."""
+    def prune(configs, named_args, **kwargs):
+        sizes = {c: _footprint(c, kwargs["BLOCK_D"], named_args["Z"].element_size(), backward) for c in configs}
+        kept = [c for c, (regs, shared) in sizes.items()
+                if c.num_warps * 32 * 200 * 4 // 4 <= regs <= c.num_warps * 32 * 200 * 4 and shared <= 160 * 1024]
+        return kept or [min(configs, key=lambda c: sizes[c])]
+    return prune
+
+
 @triton.jit
 def _load_rows(ptr, rows, n_rows, D: tl.constexpr, BLOCK_D: tl.constexpr):
     """Rows `rows` of a row-major (n_rows, D) array as a (len(rows), BLOCK_D) tile; zeros beyond
@@ -62,7 +85,8 @@ def _store_rows(ptr, rows, n_rows, tile, D: tl.constexpr, BLOCK_D: tl.constexpr)
     tl.store(ptr + rows[:, None] * D + dims[None, :], tile.to(ptr.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_tile_configs((64, 128), (32, 64), ((4, 2), (8, 3))), key=["L", "D"])
+@triton.autotune(configs=_tile_configs((16, 32, 64, 128), (32, 64), ((4, 2), (8, 3))), key=["L", "D"],
+                 prune_configs_by={"early_config_prune": _prune_tiles(backward=False)})
 @triton.jit
 def _mdff_fwd_kernel(Z, OUT, LSE, L, eta, scale,
                      D: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -106,7 +130,8 @@ def _mdff_bwd_delta_kernel(G, Z, OUT, DELTA, n_rows, one_plus_eta,
     tl.store(DELTA + rows, tl.sum(g * (out - one_plus_eta * z), 1), mask=rows < n_rows)
 
 
-@triton.autotune(configs=_tile_configs((32, 64, 128), (32, 64), ((4, 2), (8, 2))), key=["L", "D"])
+@triton.autotune(configs=_tile_configs((16, 32, 64), (16, 32, 64), ((4, 2), (8, 2))), key=["L", "D"],
+                 prune_configs_by={"early_config_prune": _prune_tiles(backward=True)})
 @triton.jit
 def _mdff_bwd_kernel(Z, G, LSE, DELTA, DZ, L, eta, scale,
                      D: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
