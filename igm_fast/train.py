@@ -24,7 +24,7 @@ from igm_fast.config import find_preset, merge, parse_overrides, read_yaml, save
 from igm_fast.data.dataset import load_split
 from igm_fast.data.loader import SkeletonLoader
 from igm_fast.eval.protocols import evaluate
-from igm_fast.io import InputError, atomic_torch_save, atomic_write_json, load_checkpoint
+from igm_fast.io import InputError, atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
 from igm_fast.model.encoder import Encoder, save_encoder
 from igm_fast.model.igm import IGM
 from igm_fast.viz.curves import plot_curves
@@ -177,6 +177,13 @@ def gather_rng_states():
     return states
 
 
+def drop_metrics_after(path, step):
+    """A resumed run redoes the steps after its checkpoint: forget what the interrupted run logged for them."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        atomic_write_text("".join(line for line in lines if json.loads(line)["step"] <= step), path)
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -242,6 +249,7 @@ def main(argv=None):
         if len(ckpt.get("rng", [])) == world:
             set_rng_state(ckpt["rng"][rank])
         if main_rank:
+            drop_metrics_after(out / "metrics.jsonl", step)
             print(f"[igm] resumed {out} at epoch {start_epoch}, step {step}")
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model

@@ -67,13 +67,16 @@ def test_default_command_writes_every_output(run_dir, capsys):
 
 @pytest.mark.slow
 def test_resumed_run_gives_the_uninterrupted_losses(run_dir, tmp_path, data_dir):
-    """A run stopped after epoch 1 (its checkpoint_last.pt was checkpoint_0001.pt) and resumed
-    reproduces the uninterrupted run's epoch-2 losses and final weights exactly."""
+    """A run interrupted in epoch 2 (checkpoint_last.pt was still checkpoint_0001.pt, its log went
+    further) and resumed reproduces the uninterrupted run's losses and final weights exactly."""
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copy(run_dir / "checkpoint_0001.pt", resumed / "checkpoint_last.pt")
+    epoch1 = [r for r in read_metrics(run_dir) if r["epoch"] == 1]
+    interrupted_log = epoch1 + [{**epoch1[-1], "step": epoch1[-1]["step"] + 1, "epoch": 2, "loss": -1.0}]
+    (resumed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in interrupted_log))
     main(tiny_args(data_dir, resumed, "--resume", "auto", "--eval", "none"))
-    want = [r for r in read_metrics(run_dir) if r["kind"] == "train" and r["epoch"] == 2]
+    want = [r for r in read_metrics(run_dir) if r["kind"] == "train"]
     got = read_metrics(resumed)
     assert [r["step"] for r in got] == [r["step"] for r in want]
     for a, b in zip(got, want):
