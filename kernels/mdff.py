@@ -2,7 +2,9 @@
 
 z is (B, L, D): B bodies of L tokens. Queries, keys and values are all z, so each z tile is
 loaded once per step and serves as both key and value; the (L, L) attention matrix is never
-stored. The forward saves only the row log-sum-exp (B, L) fp32 beside its output.
+stored. The forward saves only the row log-sum-exp (B, L) fp32 beside its output. Any L (tile
+edges masked), any D up to 256 (tiles zero-padded to a power of two), fp32 / bf16 / fp16 inputs
+with fp32 accumulation.
 
 Backward, with P = softmax(S), S = scale z z^T, dO = -eta * g and O = P z:
     dS_ij   = P_ij (dO_i . z_j - Delta_i),   Delta_i = dO_i . O_i = g_i . (out_i - (1+eta) z_i)
