@@ -87,6 +87,14 @@ def _store_rows(ptr, rows, n_rows, tile, D: tl.constexpr, BLOCK_D: tl.constexpr)
     tl.store(ptr + rows[:, None] * D + dims[None, :], tile.to(ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _program_tokens(L, BLOCK_M: tl.constexpr):
+    """The body (int64, for offsets) and the BLOCK_M token indices this program owns; programs
+    run body-major over ceil(L / BLOCK_M) token blocks per body."""
+    num_m = tl.cdiv(L, BLOCK_M)
+    return (tl.program_id(0) // num_m).to(tl.int64), (tl.program_id(0) % num_m) * BLOCK_M + tl.arange(0, BLOCK_M)
+
+
 @triton.autotune(configs=_tile_configs((16, 32, 64, 128), (32, 64), ((4, 2), (8, 3))), key=["L", "D"],
                  prune_configs_by={"early_config_prune": _prune_tiles(backward=False)})
 @triton.jit
@@ -95,9 +103,7 @@ def _mdff_fwd_kernel(Z, OUT, LSE, L, eta, scale,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program per (body, block of BLOCK_M tokens)."""
     qk_scale = scale * LOG2E
-    num_m = tl.cdiv(L, BLOCK_M)
-    body = (tl.program_id(0) // num_m).to(tl.int64)
-    offs_m = (tl.program_id(0) % num_m) * BLOCK_M + tl.arange(0, BLOCK_M)
+    body, offs_m = _program_tokens(L, BLOCK_M)
     z_body = Z + body * L * D
     z_m = _load_rows(z_body, offs_m, L, D, BLOCK_D)
 
@@ -140,9 +146,7 @@ def _mdff_bwd_kernel(Z, G, LSE, DELTA, DZ, L, eta, scale,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program per (body, block m of tokens): dz_m in one pass over all key blocks n."""
     qk_scale = scale * LOG2E
-    num_m = tl.cdiv(L, BLOCK_M)
-    body = (tl.program_id(0) // num_m).to(tl.int64)
-    offs_m = (tl.program_id(0) % num_m) * BLOCK_M + tl.arange(0, BLOCK_M)
+    body, offs_m = _program_tokens(L, BLOCK_M)
     z_body, g_body, lse_body, delta_body = Z + body * L * D, G + body * L * D, LSE + body * L, DELTA + body * L
     z_m = _load_rows(z_body, offs_m, L, D, BLOCK_D)
     g_m = _load_rows(g_body, offs_m, L, D, BLOCK_D)
