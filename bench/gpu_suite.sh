@@ -4,7 +4,8 @@
 #   bash bench/gpu_suite.sh [--no-tests] [--no-bench] [COPY_TO]
 # COPY_TO (e.g. the device tool's $OUT) receives RESULTS.md, results.jsonl and the logs, since a
 # remote working tree does not come back. Steps can run in separate calls on one machine (the
-# venv, the build and the logs stay in build/): the report reuses an earlier test log.
+# venv, the build and the logs stay in build/): the report reuses an earlier test log. Under a
+# 10-minute limit per command: `--no-bench DIR`, then `--no-tests DIR` on the still-warm machine.
 # The GPU machine has no internet: nothing is downloaded. Missing Python packages are listed and
 # installed only from wheels in $IGM_WHEELS (default .whl/) when that folder exists.
 # IGM_PYTHON: the interpreter that holds the CUDA torch (default python3).
@@ -16,7 +17,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-tests) run_tests=0 ;;
     --no-bench) run_bench=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     -*) echo "gpu_suite: unknown option $arg" >&2; exit 2 ;;
     *) copy_to=$arg ;;
   esac
@@ -90,7 +91,8 @@ fi
 if [ "$run_bench" = 1 ]; then
   echo "[gpu_suite] benchmarks (log: $LOGS/bench.log)"
   rm -f "$LOGS/results.jsonl"
-  IGM_BENCH_OUT="$LOGS/results.jsonl" "$PY" -m pytest bench -q -s -p no:cacheprovider 2>&1 \
+  # TRITON_PRINT_AUTOTUNING puts each kernel's chosen tile config in the log, for later tuning.
+  IGM_BENCH_OUT="$LOGS/results.jsonl" TRITON_PRINT_AUTOTUNING=1 "$PY" -m pytest bench -q -s -p no:cacheprovider 2>&1 \
     | tee "$LOGS/bench.log" || status=1
 fi
 
