@@ -17,7 +17,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-tests) run_tests=0 ;;
     --no-bench) run_bench=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     -*) echo "gpu_suite: unknown option $arg" >&2; exit 2 ;;
     *) copy_to=$arg ;;
   esac
