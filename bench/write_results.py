@@ -8,10 +8,9 @@ rows' other measures.
 """
 import argparse
 import datetime
-import json
 import sys
 
-from igm_fast.io import InputError, atomic_write_text
+from igm_fast.io import InputError, atomic_write_text, read_jsonl
 
 REQUIRED = ("op", "shape", "impl", "ms")
 NOT_MEASURES = {"op", "shape", "impl", "ms", "device", "torch", "speedup_vs_baseline"}
@@ -19,20 +18,8 @@ NOT_MEASURES = {"op", "shape", "impl", "ms", "device", "torch", "speedup_vs_base
 
 def load_rows(path):
     """The rows of a results file; a malformed line is an InputError naming the file and line."""
-    try:
-        lines = open(path).read().splitlines()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read benchmark results ({e.strerror})") from None
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{number}: not a JSON object ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+    for number, row in read_jsonl(path, "benchmark results"):
         missing = [key for key in REQUIRED if key not in row]
         if missing:
             raise InputError(f"{path}:{number}: row lacks {missing} (has {sorted(row)})")

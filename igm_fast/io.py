@@ -64,3 +64,25 @@ def load_checkpoint(path, required_keys=()):
     if missing:
         raise InputError(f"{path}: checkpoint lacks keys {missing} (has {sorted(obj)})")
     return obj
+
+
+def read_jsonl(path, what):
+    """The JSON objects of a JSON-lines file (blank lines skipped); a malformed line is an
+    InputError naming the file and line. `what` says what the file should be, for messages."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what} ({e.strerror})") from None
+    records = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object, found {type(rec).__name__}")
+        records.append((lineno, rec))
+    return records

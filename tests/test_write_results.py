@@ -60,7 +60,7 @@ def test_markdown_tables_with_hand_computed_ratios(tmp_path):
 
 
 @pytest.mark.parametrize("line, words", [
-    ("{not json", "r.jsonl:2: not a JSON object"),
+    ("{not json", "r.jsonl:2: invalid JSON"),
     ("[1, 2]", "r.jsonl:2: expected a JSON object, found list"),
     ('{"op": "x", "shape": "s", "impl": "i"}', "r.jsonl:2: row lacks ['ms']"),
     ('{"op": "x", "shape": "s", "impl": "i", "ms": "fast"}', "r.jsonl:2: 'ms' must be a positive number"),

@@ -1,10 +1,9 @@
 """Loss / learning-rate / evaluation curves from a run's metrics.jsonl (contract 5) -> curves.png."""
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from igm_fast.io import InputError
+from igm_fast.io import InputError, read_jsonl
 from igm_fast.viz import save_png
 
 LOSS_KEYS = ("loss", "loss_gen", "loss_feat", "loss_dist")
@@ -16,14 +15,8 @@ def read_metrics(path):
     if not path.is_file():
         raise InputError(f"{path}: no metrics.jsonl (is this a training run directory?)")
     records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or rec.get("kind") not in ("train", "eval") or "step" not in rec:
+    for lineno, rec in read_jsonl(path, "training metrics"):
+        if rec.get("kind") not in ("train", "eval") or "step" not in rec:
             raise InputError(f"{path}:{lineno}: expected an object with kind 'train' or 'eval' and a step")
         records.append(rec)
     return records
