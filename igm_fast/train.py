@@ -330,7 +330,9 @@ def main(argv=None):
     results, baseline = {}, {}
     if cfg["eval"]:
         results = evaluate_encoder(model.encoder, train_split, test_split, cfg, device, cfg["seed"])
-        log({"kind": "eval", "step": step, "epoch": cfg["epochs"], **results})
+        # percentages only: the curves plot every number of an eval record on one percent axis
+        log({"kind": "eval", "step": step, "epoch": cfg["epochs"],
+             **{k: v for k, v in results.items() if not k.endswith("_epoch")}})
         if cfg["random_baseline"]:
             torch.manual_seed(cfg["seed"])  # the same random encoder on every rank
             random_encoder = Encoder(**model.encoder.config).to(device)
