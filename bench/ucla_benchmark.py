@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from igm_fast.io import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train": ["--epochs", "1"], "linear": ["--set", "linear_epochs=1"], "finetune": ["--set", "finetune_epochs=1"]}
 
@@ -109,7 +111,7 @@ def main(argv=None):
                                                "--out", str(out / "supervised"), *extra["finetune"]],
                                 out / "supervised.log")
     report = table(out, walls, args.tiny, load)
-    (out / "ucla_benchmark.md").write_text(report)
+    atomic_write_text(report, out / "ucla_benchmark.md")
     print("\n" + report + f"\nwritten to {out / 'ucla_benchmark.md'}")
 
 

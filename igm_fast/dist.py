@@ -3,7 +3,6 @@ import os
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn  # noqa: F401  (all_gather with autograd)
 
 
 def setup(device_type):
@@ -13,6 +12,21 @@ def setup(device_type):
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup_device(name):
+    """`auto|cpu|cuda` -> (device, rank, world_size); under torchrun each rank takes its local GPU."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device {name!r}; expected auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda, but torch sees no CUDA device")
+    device_type = "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+    rank, world, local_rank = setup(device_type)
+    if device_type == "cpu":
+        return torch.device("cpu"), rank, world
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
+    return device, rank, world
 
 
 def cleanup():
@@ -34,13 +48,6 @@ def world_size():
 
 def is_main():
     return rank() == 0
-
-
-def all_gather_with_grad(x):
-    """Concatenate `x` from every rank along dim 0; gradients flow back to each rank's slice."""
-    if not is_distributed():
-        return x
-    return torch.cat(torch.distributed.nn.functional.all_gather(x), dim=0)
 
 
 def all_gather_cat(x):

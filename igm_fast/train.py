@@ -71,7 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--out", help="run directory (default runs/<dataset>-<time>)")
     p.add_argument("--resume", help="checkpoint path, or 'auto': newest checkpoint_last.pt in --out (or runs/)")
     p.add_argument("--eval", help="comma-separated protocols (knn,linear) or 'none'")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--data-on-device", dest="data_on_device", choices=("auto", "on", "off"),
+                   help="keep the whole training split in device memory (auto: on CUDA when it fits)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     return p.parse_args(argv)
 
@@ -117,14 +119,6 @@ def resolve_config(args):
     if unknown:
         raise InputError(f"eval: unknown protocols {unknown}; expected knn, linear or none")
     return cfg, ckpt
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def lr_factor(step, warmup_steps, total_steps, min_ratio):
@@ -178,10 +172,18 @@ def gather_rng_states():
 
 
 def drop_metrics_after(path, step):
-    """A resumed run redoes the steps after its checkpoint: forget what the interrupted run logged for them."""
-    if path.is_file():
-        lines = path.read_text().splitlines(keepends=True)
-        atomic_write_text("".join(line for line in lines if json.loads(line)["step"] <= step), path)
+    """A resumed run redoes the steps after its checkpoint: forget what the interrupted run logged for them
+    (including a last line the interruption cut short)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    if lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:  # the interruption cut the last append short
+            lines = lines[:-1]
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text("".join(line + "\n" for line in kept), path)
 
 
 def seed_everything(seed):
@@ -206,11 +208,7 @@ def print_table(results, baseline):
 
 def main(argv=None):
     cfg, ckpt = resolve_config(parse_args(argv))
-    device = pick_device(cfg["device"])
-    rank, world, local_rank = dist.setup(device.type)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
+    device, rank, world = dist.setup_device(cfg["device"])
     main_rank = rank == 0
     if cfg["batch_size"] % world:
         raise InputError(f"batch_size {cfg['batch_size']} is not divisible by {world} processes")
@@ -219,6 +217,9 @@ def main(argv=None):
         print("[igm] --amp: bf16 autocast is used on GPU only; running fp32 on CPU")
     out = Path(cfg["out"] or f"runs/{Path(str(cfg['dataset'])).name}-{datetime.now():%Y%m%d-%H%M%S}")
     cfg["out"] = str(out)
+    if ckpt is None and ((out / "checkpoint_last.pt").exists() or (out / "metrics.jsonl").exists()):
+        raise InputError(f"{out} already holds a run; pass --resume auto to continue it, or choose another --out "
+                         f"(existing runs are never overwritten)")
     seed_everything(cfg["seed"] + rank)  # ranks draw different masks and noise
 
     # data: batches arrive augmented, on the device
@@ -348,4 +349,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (InputError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None

@@ -74,7 +74,8 @@ def test_resumed_run_gives_the_uninterrupted_losses(run_dir, tmp_path, data_dir)
     shutil.copy(run_dir / "checkpoint_0001.pt", resumed / "checkpoint_last.pt")
     epoch1 = [r for r in read_metrics(run_dir) if r["epoch"] == 1]
     interrupted_log = epoch1 + [{**epoch1[-1], "step": epoch1[-1]["step"] + 1, "epoch": 2, "loss": -1.0}]
-    (resumed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in interrupted_log))
+    cut_short = json.dumps(interrupted_log[-1])[:20]  # the interruption hit in the middle of an append
+    (resumed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in interrupted_log) + cut_short)
     main(tiny_args(data_dir, resumed, "--resume", "auto", "--eval", "none"))
     want = [r for r in read_metrics(run_dir) if r["kind"] == "train"]
     got = read_metrics(resumed)
@@ -84,6 +85,13 @@ def test_resumed_run_gives_the_uninterrupted_losses(run_dir, tmp_path, data_dir)
             assert a[k] == b[k], (a["step"], k)
     a, b = load_encoder(resumed / "encoder.pt").state_dict(), load_encoder(run_dir / "encoder.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_is_never_overwritten(run_dir, data_dir):
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    with pytest.raises(InputError, match="already holds a run; pass --resume auto"):
+        main(tiny_args(data_dir, run_dir))
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

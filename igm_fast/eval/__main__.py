@@ -136,10 +136,11 @@ def main_eval(argv):
     p.add_argument("--stream", choices=STREAMS, help="input stream derived from the joints")
     p.add_argument("--linear-aug", choices=("on", "off"), help="off: probe on centre-crop features computed once (exact: see eval/features.py)")
     p.add_argument("--init", choices=("pretrained", "random"), help="random: same architecture, fresh weights")
-    p.add_argument("--device", help="auto|cpu|cuda")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int)
     p.add_argument("--config", help="preset, e.g. configs/eval_cpu.yaml")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys (repeatable)")
     args = p.parse_args(argv)
     protocols = parse_protocols(args.protocol)
     layers = []
@@ -151,11 +152,7 @@ def main_eval(argv):
     layers += [(flags, "command line"), (parse_overrides(args.set), "--set")]
     cfg = merge(DEFAULTS, *layers)
 
-    device_name = cfg["device"] if cfg["device"] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    _, _, local_rank = dist.setup(device_name)
-    device = torch.device(device_name, local_rank) if device_name == "cuda" else torch.device(device_name)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    device, _, _ = dist.setup_device(cfg["device"])
     try:
         start = time.time()
         encoder = build_encoder(args.encoder, cfg, protocols[0] in FINETUNE_PROTOCOLS).to(device)
