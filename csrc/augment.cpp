@@ -14,8 +14,8 @@ namespace {
 
 SampleParamsTensors augment_sample_params_cpu(const at::Tensor& valid_len, const at::Tensor& indices, int64_t seed,
                                               int64_t epoch, bool center, double p_min, double p_max, double theta,
-                                              double shear, double joint_mask_p, int64_t num_joints) {
-  check_sample_params_args(valid_len, indices, p_min, p_max, theta, shear, joint_mask_p, num_joints);
+                                              double shear, double joint_mask_p, int64_t num_joints, int64_t min_crop) {
+  check_sample_params_args(valid_len, indices, p_min, p_max, theta, shear, joint_mask_p, num_joints, min_crop);
   auto valid = valid_len.contiguous();
   auto index = indices.contiguous();
   const int64_t* valid_p = valid.data_ptr<int64_t>();
@@ -32,7 +32,7 @@ SampleParamsTensors augment_sample_params_cpu(const at::Tensor& valid_len, const
   bool* mask_p = std::get<4>(out).data_ptr<bool>();
   int64_t* noise_key_p = std::get<5>(out).data_ptr<int64_t>();
   for (int64_t i = 0; i < valid.size(0); ++i) {
-    const auto s = igm_aug::sample_params(valid_p[i], seed, epoch, index_p[i], center, p_min, p_max, theta);
+    const auto s = igm_aug::sample_params(valid_p[i], seed, epoch, index_p[i], center, p_min, p_max, theta, min_crop);
     const auto e = igm_aug::sample_extras(seed, epoch, index_p[i], shear);
     start_p[i] = s.start;
     length_p[i] = s.length;
@@ -126,9 +126,11 @@ at::Tensor augment_apply_cpu(const at::Tensor& x, const at::Tensor& start, const
 TORCH_LIBRARY(igm_fast, m) {
   // Per-sample parameters from Philox keyed by (seed, epoch, indices[i]); shear (N, 6) and
   // joint_mask (N, num_joints) are drawn with amplitude `shear` and probability `joint_mask_p`
-  // (0: off), noise_key (N,) keys each sample's noise stream in augment_apply.
+  // (0: off), noise_key (N,) keys each sample's noise stream in augment_apply. Train crops keep at
+  // least min_crop frames (MAMP: 64) or the whole sequence when it is shorter.
   m.def("augment_sample_params(Tensor valid_len, Tensor indices, int seed, int epoch, bool center, "
-        "float p_min, float p_max, float theta, float shear, float joint_mask_p, int num_joints) -> "
+        "float p_min, float p_max, float theta, float shear, float joint_mask_p, int num_joints, "
+        "int min_crop=64) -> "
         "(Tensor start, Tensor length, Tensor angles, Tensor shear, Tensor joint_mask, Tensor noise_key)");
   // Crop, resize to out_frames, shear (if given), rotate, add noise (if noise_key given and
   // noise_sigma != 0), zero masked joints (if joint_mask given).

@@ -19,8 +19,8 @@ void check_launch(const char* error, const char* op) {
 
 SampleParamsTensors augment_sample_params_cuda(const at::Tensor& valid_len, const at::Tensor& indices, int64_t seed,
                                                int64_t epoch, bool center, double p_min, double p_max, double theta,
-                                               double shear, double joint_mask_p, int64_t num_joints) {
-  check_sample_params_args(valid_len, indices, p_min, p_max, theta, shear, joint_mask_p, num_joints);
+                                               double shear, double joint_mask_p, int64_t num_joints, int64_t min_crop) {
+  check_sample_params_args(valid_len, indices, p_min, p_max, theta, shear, joint_mask_p, num_joints, min_crop);
   const c10::cuda::CUDAGuard guard(valid_len.device());
   auto valid = valid_len.contiguous();
   auto index = indices.contiguous();
@@ -30,7 +30,7 @@ SampleParamsTensors augment_sample_params_cuda(const at::Tensor& valid_len, cons
       std::get<3>(out).data_ptr<float>(),   std::get<4>(out).data_ptr<bool>(),    std::get<5>(out).data_ptr<int64_t>()};
   check_launch(igm_fast_cuda::launch_sample_params(valid.data_ptr<int64_t>(), index.data_ptr<int64_t>(),
                                                    valid.size(0), seed, epoch, center, p_min, p_max, theta, shear,
-                                                   joint_mask_p, num_joints, out_p,
+                                                   joint_mask_p, num_joints, min_crop, out_p,
                                                    c10::cuda::getCurrentCUDAStream().stream()),
                "augment_sample_params");
   return out;

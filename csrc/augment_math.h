@@ -3,7 +3,7 @@
 // Everything here is plain arithmetic on scalars, callable from host and device code, with
 // no torch or CUDA runtime dependency, so nvcc can compile the kernel without torch headers.
 // Semantics (DESIGN.md section 2, MAMP's feeder):
-//   crop   train: p ~ U(p_min, p_max), len = min(max(floor(L*p), 64), L), start ~ U{0..L-len}
+//   crop   train: p ~ U(p_min, p_max), len = min(max(floor(L*p), min_crop), L), start ~ U{0..L-len}
 //          test:  centre crop, bias = int((1-p)*L/2), frames [bias, L-bias)
 //   resize linear, identical to F.interpolate(mode='linear', align_corners=False)
 //   rotate R = Rz @ Ry @ Rx with MAMP's matrices, angles ~ U(-theta, theta)
@@ -89,11 +89,11 @@ IGM_HD double mul_add_rn(double a, double b, double c) {
 
 // ---- crop -------------------------------------------------------------------------------
 
-constexpr int64_t kMinCropFrames = 64;  // MAMP's lower bound on the cropped length
+constexpr int64_t kMinCropFrames = 64;  // MAMP's lower bound on the cropped length (NTU's default)
 
-IGM_HD int64_t train_crop_length(int64_t valid, double p) {
+IGM_HD int64_t train_crop_length(int64_t valid, double p, int64_t min_crop = kMinCropFrames) {
   int64_t length = static_cast<int64_t>(floor(static_cast<double>(valid) * p));
-  length = length > kMinCropFrames ? length : kMinCropFrames;
+  length = length > min_crop ? length : min_crop;
   return length < valid ? length : valid;
 }
 
@@ -111,7 +111,8 @@ struct SampleParams {
 };
 
 IGM_HD SampleParams sample_params(int64_t valid, int64_t seed, int64_t epoch, int64_t index,
-                                  bool center, double p_min, double p_max, double theta) {
+                                  bool center, double p_min, double p_max, double theta,
+                                  int64_t min_crop = kMinCropFrames) {
   SampleParams out;
   const U32x4 r0 = sample_random_block(seed, epoch, index, 0);
   const U32x4 r1 = sample_random_block(seed, epoch, index, 1);
@@ -119,7 +120,7 @@ IGM_HD SampleParams sample_params(int64_t valid, int64_t seed, int64_t epoch, in
     center_crop(valid, p_min, out.start, out.length);
   } else {
     const double p = mul_add_rn(uniform01(r0.v[0]), p_max - p_min, p_min);
-    out.length = train_crop_length(valid, p);
+    out.length = train_crop_length(valid, p, min_crop);
     out.start = uniform_below(r0.v[1], valid - out.length + 1);
   }
   const uint32_t angle_bits[3] = {r0.v[2], r0.v[3], r1.v[0]};

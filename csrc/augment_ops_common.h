@@ -13,7 +13,7 @@ using SampleParamsTensors = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::T
 
 inline void check_sample_params_args(const at::Tensor& valid_len, const at::Tensor& indices, double p_min,
                                      double p_max, double theta, double shear, double joint_mask_p,
-                                     int64_t num_joints) {
+                                     int64_t num_joints, int64_t min_crop) {
   TORCH_CHECK(valid_len.dim() == 1 && valid_len.scalar_type() == at::kLong,
               "augment_sample_params: valid_len must be int64 of shape (N,), got ", valid_len.scalar_type(), " ",
               valid_len.sizes());
@@ -29,6 +29,7 @@ inline void check_sample_params_args(const at::Tensor& valid_len, const at::Tens
   TORCH_CHECK(0.0 <= joint_mask_p && joint_mask_p <= 1.0 && num_joints >= 0,
               "augment_sample_params: need joint_mask_p in [0, 1] and num_joints >= 0, got ", joint_mask_p, ", ",
               num_joints);
+  TORCH_CHECK(min_crop >= 1, "augment_sample_params: min_crop must be >= 1, got ", min_crop);
 }
 
 // Uninitialised outputs for n samples, on valid_len's device.

@@ -1,7 +1,8 @@
 """Batched skeleton augmentation on the device where the batch lives (C++/CUDA extension).
 
 MAMP's pipeline, one op call per batch instead of numpy per sample in DataLoader workers:
-valid-frame crop (train: ratio p ~ U(p_min, p_max), length min(max(floor(L*p), 64), L),
+valid-frame crop (train: ratio p ~ U(p_min, p_max), length min(max(floor(L*p), min_crop), L)
+with min_crop 64 as MAMP by default,
 random start; eval: centre crop with ratio 0.95), linear resize to `out_frames` exactly as
 F.interpolate(mode='linear', align_corners=False), rotation R = Rz @ Ry @ Rx with angles
 U(-theta, theta) (train only). Optional extras, off by default and train only: `shear`
@@ -29,6 +30,7 @@ except ImportError as e:
 
 TRAIN_P_INTERVAL = (0.5, 1.0)
 EVAL_P_INTERVAL = (0.95,)  # MAMP: a single ratio means a centre crop
+MIN_CROP = 64  # MAMP's shortest random crop, in frames
 
 
 @dataclass
@@ -53,11 +55,13 @@ class AugParams:
 
 
 def sample_params(valid_len, *, train, p_interval=None, theta=0.3, seed=0, epoch=0, indices=None,
-                  shear=0.0, noise_sigma=0.0, joint_mask_p=0.0, num_joints=None):
+                  shear=0.0, noise_sigma=0.0, joint_mask_p=0.0, num_joints=None, min_crop=MIN_CROP):
     """Crop windows and angles for samples with `valid_len` valid frames (int64 (N,) tensor).
 
     p_interval: (p_min, p_max) draws a random crop ratio; a single ratio (p,) a centre crop.
     Default: (0.5, 1.0) when `train`, (0.95,) otherwise. Rotation only when `train`.
+    min_crop: a random crop keeps at least this many frames (the whole sequence when shorter);
+    MAMP's 64 suits NTU (T ~ 100); short sequences (NW-UCLA: median 31) need a smaller one.
     indices: global sample indices (int64 (N,), default arange(N)); with seed and epoch they
     key the random stream, so a sample's parameters never depend on the batch it is in.
     shear, noise_sigma, joint_mask_p: the optional extras (0 = off; ignored unless `train`);
@@ -86,7 +90,7 @@ def sample_params(valid_len, *, train, p_interval=None, theta=0.3, seed=0, epoch
     start, length, angles, shear_coef, joint_mask, noise_key = torch.ops.igm_fast.augment_sample_params(
         valid_len, indices, int(seed), int(epoch), len(p_interval) == 1, float(p_interval[0]),
         float(p_interval[-1]), float(theta) if train else 0.0, float(shear), float(joint_mask_p),
-        int(num_joints) if joint_mask_p else 0)
+        int(num_joints) if joint_mask_p else 0, int(min_crop))
     return AugParams(start, length, angles, shear=shear_coef if shear else None,
                      joint_mask=joint_mask if joint_mask_p else None,
                      noise_key=noise_key if noise_sigma else None, noise_sigma=float(noise_sigma))
@@ -133,16 +137,17 @@ def apply(x, params, out_frames=120, *, check=True):
 
 
 def augment(x, valid_len, *, train, out_frames=120, seed=0, epoch=0, indices=None, p_interval=None, theta=0.3,
-            shear=0.0, noise_sigma=0.0, joint_mask_p=0.0):
+            shear=0.0, noise_sigma=0.0, joint_mask_p=0.0, min_crop=MIN_CROP):
     """sample_params on x's device, then apply: the whole augmentation of one batch."""
     params = sample_params(torch.as_tensor(valid_len).to(x.device), train=train, p_interval=p_interval,
                            theta=theta, seed=seed, epoch=epoch, indices=indices, shear=shear,
-                           noise_sigma=noise_sigma, joint_mask_p=joint_mask_p, num_joints=x.shape[3])
+                           noise_sigma=noise_sigma, joint_mask_p=joint_mask_p, num_joints=x.shape[3],
+                           min_crop=min_crop)
     return apply(x, params, out_frames)
 
 
 @torch.library.register_fake("igm_fast::augment_sample_params")
-def _(valid_len, indices, seed, epoch, center, p_min, p_max, theta, shear, joint_mask_p, num_joints):
+def _(valid_len, indices, seed, epoch, center, p_min, p_max, theta, shear, joint_mask_p, num_joints, min_crop=MIN_CROP):
     n = valid_len.shape[0]
     return (valid_len.new_empty(n), valid_len.new_empty(n), valid_len.new_empty((n, 3), dtype=torch.float32),
             valid_len.new_empty((n, 6), dtype=torch.float32), valid_len.new_empty((n, num_joints), dtype=torch.bool),

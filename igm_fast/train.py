@@ -22,7 +22,7 @@ from tqdm import tqdm
 from igm_fast import dist
 from igm_fast.config import find_preset, merge, parse_overrides, read_yaml, save_config
 from igm_fast.data.dataset import load_split
-from igm_fast.data.loader import SkeletonLoader
+from igm_fast.data.loader import AUG_DEFAULTS, SkeletonLoader, augmentation
 from igm_fast.eval.protocols import evaluate
 from igm_fast.io import InputError, atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
 from igm_fast.model.encoder import Encoder, save_encoder
@@ -35,14 +35,17 @@ DEFAULT_PRESET = "cpu-small"
 # Every config key with its default (the paper-scale model; configs/paper.yaml spells it out).
 # Keys marked "ours" are not given by the IGM paper: they are our choices.
 DEFAULTS = dict(
-    # data
-    dataset="synth", data_root=None, out_frames=120, data_on_device="auto",
+    # data, and its training augmentation (loader.AUG_DEFAULTS: MAMP's crop and rotation, MacDiff's joint noise)
+    dataset="synth", data_root=None, out_frames=120, data_on_device="auto", **{**AUG_DEFAULTS, "aug_noise": 0.005},
     # encoder f (MAMP)
     t_patch=4, dim=256, depth=8, heads=8, mlp_ratio=4.0, mask_ratio=0.9,
-    # adapter h (MDFF; eta and scale are ours, scale null = 1/sqrt(dim)), generator g, diffusion
-    mdff_eta=0.5, mdff_scale=None, gen_depth=5, schedule="inverse_cosine", diffusion_steps=1000,
-    # losses (tau, weights, stop-gradient: ours)
-    gen_loss_tokens="all", lambda_feat=1.0, lambda_dist=1.0, tau=0.1, stop_grad_target=True,
+    # adapter h (MDFF; eta and scale are ours, scale null = 1/sqrt(dim)), generator g, diffusion (MacDiff)
+    mdff_eta=0.5, mdff_scale=None, gen_depth=5, schedule="inverse_cosine", schedule_tau=1.0, diffusion_steps=1000,
+    cond_drop=0.1,
+    # losses: MacDiff's masked-token noise loss and token uniformity; idempotency (tau, weights,
+    # stop-gradient, which tokens re-encode x0_hat, the largest t scored: ours; null = every t)
+    gen_loss_tokens="masked", lambda_uni=0.02, lambda_feat=1.0, lambda_dist=1.0, tau=0.1, stop_grad_target=True,
+    ide_reencode="same", ide_max_t=None,
     # optimisation (MAMP): batch_size is the global batch, split over ranks
     epochs=400, batch_size=128, lr=1e-3, min_lr=5e-4, warmup_epochs=20, weight_decay=0.05,
     beta1=0.9, beta2=0.95, grad_clip=0.0,
@@ -51,7 +54,7 @@ DEFAULTS = dict(
     log_every=10, save_every=50, eval_every=0,
     # evaluation (contract 4)
     eval=["knn", "linear"], eval_batch_size=256, knn_k=20, knn_t=0.07, linear_epochs=100, linear_lr=0.1,
-    random_baseline=True,
+    readout="pooled", random_baseline=True,
 )
 
 
@@ -136,13 +139,16 @@ def param_groups(model, weight_decay):
             {"params": [p for p in params if p.ndim != 2], "weight_decay": 0.0}]
 
 
-def build_model(cfg, num_joints):
-    return IGM(num_joints, cfg["out_frames"], cfg["t_patch"], cfg["dim"], cfg["depth"], cfg["heads"],
+def build_model(cfg, meta):
+    """The IGM of a config, for a dataset's meta (joint count and input statistics)."""
+    return IGM(meta["num_joints"], cfg["out_frames"], cfg["t_patch"], cfg["dim"], cfg["depth"], cfg["heads"],
                cfg["mlp_ratio"], gen_depth=cfg["gen_depth"], mask_ratio=cfg["mask_ratio"],
                mdff_eta=cfg["mdff_eta"], mdff_scale=cfg["mdff_scale"], schedule=cfg["schedule"],
                diffusion_steps=cfg["diffusion_steps"], gen_loss_tokens=cfg["gen_loss_tokens"],
                lambda_feat=cfg["lambda_feat"], lambda_dist=cfg["lambda_dist"], tau=cfg["tau"],
-               stop_grad_target=cfg["stop_grad_target"], kernels=cfg["kernels"])
+               stop_grad_target=cfg["stop_grad_target"], kernels=cfg["kernels"], schedule_tau=cfg["schedule_tau"],
+               cond_drop=cfg["cond_drop"], lambda_uni=cfg["lambda_uni"], ide_reencode=cfg["ide_reencode"],
+               ide_max_t=cfg["ide_max_t"], input_mean=meta["input_mean"], input_std=meta["input_std"])
 
 
 def rng_state():
@@ -196,7 +202,8 @@ def evaluate_encoder(encoder, train_split, test_split, cfg, device, seed):
     encoder.eval()
     return evaluate(encoder, train_split, test_split, protocols=tuple(cfg["eval"]), device=device,
                     batch_size=cfg["eval_batch_size"], knn_k=cfg["knn_k"], knn_t=cfg["knn_t"],
-                    linear_epochs=cfg["linear_epochs"], linear_lr=cfg["linear_lr"], seed=seed, progress=True)
+                    linear_epochs=cfg["linear_epochs"], linear_lr=cfg["linear_lr"], seed=seed, progress=True,
+                    readout=cfg["readout"], train_aug=augmentation(cfg))
 
 
 def print_table(results, baseline):
@@ -225,17 +232,16 @@ def main(argv=None):
     # data: batches arrive augmented, on the device
     train_split = load_split(cfg["dataset"], "train", cfg["data_root"])
     test_split = load_split(cfg["dataset"], "test", cfg["data_root"])
-    num_joints = train_split.meta["num_joints"]
     loader = SkeletonLoader(train_split, cfg["batch_size"] // world, train=True, device=device,
                             out_frames=cfg["out_frames"], seed=cfg["seed"], rank=rank, world_size=world,
-                            data_on_device=cfg["data_on_device"])
+                            data_on_device=cfg["data_on_device"], **augmentation(cfg))
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise InputError(f"{cfg['dataset']}: {len(train_split)} training samples, fewer than one batch of "
                          f"{cfg['batch_size'] // world} per process")
 
     # model, optimizer, per-iteration schedule
-    model = build_model(cfg, num_joints).to(device)
+    model = build_model(cfg, train_split.meta).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg["weight_decay"]), lr=cfg["lr"],
                                   betas=(cfg["beta1"], cfg["beta2"]))
     total_steps = cfg["epochs"] * steps_per_epoch
@@ -287,7 +293,7 @@ def main(argv=None):
             atomic_torch_save(state, out / f"checkpoint_{epoch:04d}.pt")
 
     # the loop
-    loss_names = ("loss", "loss_gen", "loss_feat", "loss_dist")
+    loss_names = ("loss", "loss_gen", "loss_feat", "loss_dist") + (("loss_uni",) if cfg["lambda_uni"] else ())
     for epoch in range(start_epoch, cfg["epochs"]):
         model.train()
         loader.set_epoch(epoch)

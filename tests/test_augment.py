@@ -73,7 +73,7 @@ def reference_noise(key, shape):
     return g.reshape(3, *shape)
 
 
-def reference_sample_params(valid, seed, epoch, indices, p_interval, theta):
+def reference_sample_params(valid, seed, epoch, indices, p_interval, theta, min_crop=64):
     """The documented sampling: Philox at counter (index lo, index hi, epoch, block), key = seed."""
     valid, idx = np.asarray(valid, np.int64), np.asarray(indices, np.int64).astype(np.uint64)
     key = (np.uint64(seed % 2**64) & MASK32, np.uint64(seed % 2**64) >> np.uint64(32))
@@ -85,7 +85,7 @@ def reference_sample_params(valid, seed, epoch, indices, p_interval, theta):
         start, length = bias, valid - 2 * bias
     else:
         p = u(blocks[0][0]) * (p_interval[1] - p_interval[0]) + p_interval[0]
-        length = np.minimum(np.maximum(np.floor(valid * p).astype(np.int64), 64), valid)
+        length = np.minimum(np.maximum(np.floor(valid * p).astype(np.int64), min_crop), valid)
         start = ((blocks[0][1] * (valid - length + 1).astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
     bits = np.stack([blocks[0][2], blocks[0][3], blocks[1][0]], 1)
     angles = (u(bits) * (2 * theta) + -theta).astype(np.float32)
@@ -195,14 +195,17 @@ def test_augment_convenience_equals_two_steps():
 # ---- sample_params ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed,epoch", [(0, 0), (12345, 7), (2**40 + 3, 2**31 + 5), (-1, 1)])
-def test_sample_params_train_matches_numpy_philox(device, seed, epoch):
+@pytest.mark.parametrize("seed,epoch,min_crop", [(0, 0, 64), (12345, 7, 64), (2**40 + 3, 2**31 + 5, 64), (-1, 1, 64),
+                                                (5, 2, 8), (9, 3, 1)])
+def test_sample_params_train_matches_numpy_philox(device, seed, epoch, min_crop):
     rng = np.random.default_rng(0)
     valid = np.concatenate([[1, 2, 63, 64, 65, 127, 128, 300], rng.integers(1, 301, 500)])
     indices = np.concatenate([rng.integers(0, 2**40, len(valid) - 3), [0, 2**32 - 1, 2**32]])
     got = augment.sample_params(torch.tensor(valid, device=device), train=True, theta=0.3, seed=seed, epoch=epoch,
-                                indices=torch.tensor(indices))
-    start, length, angles = reference_sample_params(valid, seed, epoch, indices, (0.5, 1.0), 0.3)
+                                indices=torch.tensor(indices), min_crop=min_crop)
+    start, length, angles = reference_sample_params(valid, seed, epoch, indices, (0.5, 1.0), 0.3, min_crop)
+    if min_crop < 64:  # a smaller floor really crops short sequences
+        assert (length[valid <= 64] < valid[valid <= 64]).any()
     np.testing.assert_array_equal(got.length.cpu().numpy(), length)
     np.testing.assert_array_equal(got.start.cpu().numpy(), start)
     np.testing.assert_array_equal(got.angles.cpu().numpy(), angles)

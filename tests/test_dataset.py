@@ -77,7 +77,7 @@ def test_missing_real_dataset_says_which_command_to_run(tmp_path):
 def test_every_contract_name_resolves_somewhere():
     assert set(dataset.DATASET_NAMES) == {
         "synth", "synth-xview", "ntu60-xsub", "ntu60-xview", "ntu120-xsub", "ntu120-xset",
-        "pku1-xsub", "pku1-xview", "pku2-xsub", "pku2-xview", "ucla"}
+        "pku1-xsub", "pku1-xview", "pku2-xsub", "pku2-xview", "ucla", "ucla-val"}
 
 
 def test_unknown_name_or_unprepared_path(tmp_path):

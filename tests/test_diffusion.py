@@ -31,7 +31,9 @@ def test_linear_betas_endpoints():
 
 @pytest.mark.parametrize("schedule, abar_of_s", [
     ("cosine", lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2),
-    ("inverse_cosine", lambda s: 1 - math.sin(math.pi / 2 * s)),
+    # MacDiff's, tau = 1: 2 c0 (1 - s) - cos^2(...), over its value at s = 0 (which is c0)
+    ("inverse_cosine", lambda s: 2 * (1 - s) - math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+     / math.cos(0.008 / 1.008 * math.pi / 2) ** 2),
 ])
 def test_abar_follows_its_closed_form_until_the_beta_cap(schedule, abar_of_s):
     betas = make_betas(schedule, STEPS)
@@ -42,9 +44,26 @@ def test_abar_follows_its_closed_form_until_the_beta_cap(schedule, abar_of_s):
         assert abar[t].item() == pytest.approx(abar_of_s((t + 1) / STEPS), rel=1e-9, abs=1e-12)
 
 
-def test_inverse_cosine_is_noisier_than_cosine_inside():
+def test_inverse_cosine_mirrors_cosine():
+    """Noisier than cosine over the first half of the steps, more signal over the second (abar
+    falls almost linearly): inv - cos = 2 (1 - s - cos^2), zero near s = 0.48."""
     inv, cos = abar_table(Diffusion("inverse_cosine")), abar_table(Diffusion("cosine"))
-    assert (inv[10:-10] < cos[10:-10]).all()
+    assert (inv[10:450] < cos[10:450]).all() and (inv[500:-10] > cos[500:-10]).all()
+
+
+def test_inverse_cosine_reproduces_macdiffs_table():
+    """abar at t = 500 / 750 / 900 of 1000 as MacDiff's guided diffusion builds it (issue 9: about
+    0.51 / 0.36 / 0.18), recomputed here by hand: abar_t = prod_{i<=t} (1 - beta_i) telescopes to
+    f((t+1)/1000) / f(0) while no beta is capped, f(s) = c0 (1-s)(1+tau) - tau cos^2((s+0.008)/1.008 pi/2)."""
+    c0 = math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    for tau in (1.0, 0.5):
+        f = lambda s: c0 * (1 - s) * (1 + tau) - tau * math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+        abar = abar_table(Diffusion("inverse_cosine", STEPS, tau))
+        for t in (0, 500, 750, 900):
+            assert abar[t].item() == pytest.approx(f((t + 1) / STEPS) / f(0), rel=1e-5)
+    abar = abar_table(Diffusion("inverse_cosine", STEPS, 1.0))
+    # the issue quotes f(t / 1000) / f(0): 0.51 / 0.36 / 0.18; index t of the table is one step later
+    assert [abar[t].item() for t in (500, 750, 900)] == pytest.approx([0.51, 0.36, 0.18], abs=0.01)
 
 
 def test_unknown_schedule_is_an_error():

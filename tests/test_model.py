@@ -60,7 +60,7 @@ def test_encoder_shapes_and_gradients():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in enc.named_parameters() if n not in dead)
     assert isinstance(enc.blocks, nn.ModuleList) and len(enc.blocks) == 2
     assert enc.config == dict(num_joints=V, num_frames=T, t_patch=TP, dim=D, depth=2, heads=2, mlp_ratio=4.0,
-                              drop_path=0.0)
+                              drop_path=0.0, input_mean=[0.0, 0.0, 0.0], input_std=[1.0, 1.0, 1.0])
 
 
 def test_features_are_the_mean_over_bodies_time_and_joints():

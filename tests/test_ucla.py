@@ -19,7 +19,8 @@ def raw_dir():
 def prepared(raw_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ucla")
     assert prepare_main(["ucla", "--raw", str(raw_dir), "--out", str(out)]) == 0  # the CLI, as users run it
-    return {split: layout.open_split(out / "ucla", split) for split in layout.SPLITS}
+    return {split: layout.open_split(out / "ucla", split) for split in layout.SPLITS} | {
+        f"val_{split}": layout.open_split(out / "ucla-val", split) for split in layout.SPLITS}
 
 
 def test_split_sizes_shapes_and_labels(prepared):
@@ -34,6 +35,32 @@ def test_split_sizes_shapes_and_labels(prepared):
 def test_views_one_two_train_three_test(prepared):
     assert {ucla.parse_name(n)["view"] for n in prepared["train"].names} == {1, 2}
     assert {ucla.parse_name(n)["view"] for n in prepared["test"].names} == {3}
+
+
+def test_validation_protocol_never_sees_view_three(prepared):
+    """ucla-val: train on view 1, validate on view 2 (for choosing settings); view 3 stays unseen."""
+    train, val = prepared["val_train"], prepared["val_test"]
+    assert {ucla.parse_name(n)["view"] for n in train.names} == {1}
+    assert {ucla.parse_name(n)["view"] for n in val.names} == {2}
+    assert len(train) + len(val) == len(prepared["train"])
+    assert set(train.names) | set(val.names) == set(prepared["train"].names)
+
+
+def test_input_statistics_are_the_training_splits_valid_frames(prepared, raw_dir):
+    """meta's input_mean / input_std = per-axis mean / std of every joint of every frame of the
+    training files, recomputed in float64 from the json (centred on joint 1 of frame 0)."""
+    import json
+    for key, views in (("train", (1, 2)), ("val_train", (1,))):
+        coords = []
+        for path in sorted(raw_dir.glob("*.json")):
+            if ucla.parse_name(path.stem)["view"] in views:
+                sk = np.asarray(json.loads(path.read_text())["skeletons"], np.float64)
+                coords.append((sk - sk[0, 1]).reshape(-1, 3))
+        coords = np.concatenate(coords)
+        meta = prepared[key].meta
+        np.testing.assert_allclose(meta["input_mean"], coords.mean(0), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(meta["input_std"], coords.std(0), rtol=1e-6)
+    assert prepared["test"].meta["input_mean"] == prepared["train"].meta["input_mean"]  # from train only
 
 
 def test_label_matches_the_action_in_the_file_name(prepared):

@@ -25,12 +25,12 @@ __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half(v)
 __global__ void sample_params_kernel(const int64_t* __restrict__ valid_len, const int64_t* __restrict__ indices,
                                      int64_t n, int64_t seed, int64_t epoch, bool center, double p_min,
                                      double p_max, double theta, double shear, double joint_mask_p,
-                                     int64_t num_joints, SampleParamsOut out) {
+                                     int64_t num_joints, int64_t min_crop, SampleParamsOut out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   // valid_len >= 1 is the caller's contract (checked on the host where the lengths live).
   const int64_t valid = valid_len[i] > 0 ? valid_len[i] : 1;
-  const auto s = igm_aug::sample_params(valid, seed, epoch, indices[i], center, p_min, p_max, theta);
+  const auto s = igm_aug::sample_params(valid, seed, epoch, indices[i], center, p_min, p_max, theta, min_crop);
   const auto e = igm_aug::sample_extras(seed, epoch, indices[i], shear);
   out.start[i] = s.start;
   out.length[i] = s.length;
@@ -99,11 +99,12 @@ const char* launch_apply_typed(const void* x, int64_t n, int64_t frames, int64_t
 
 const char* launch_sample_params(const int64_t* valid_len, const int64_t* indices, int64_t n, int64_t seed,
                                  int64_t epoch, bool center, double p_min, double p_max, double theta, double shear,
-                                 double joint_mask_p, int64_t num_joints, SampleParamsOut out, void* stream) {
+                                 double joint_mask_p, int64_t num_joints, int64_t min_crop, SampleParamsOut out,
+                                 void* stream) {
   if (n == 0) return nullptr;
   const unsigned blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
   sample_params_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      valid_len, indices, n, seed, epoch, center, p_min, p_max, theta, shear, joint_mask_p, num_joints, out);
+      valid_len, indices, n, seed, epoch, center, p_min, p_max, theta, shear, joint_mask_p, num_joints, min_crop, out);
   return last_error();
 }
 

@@ -23,7 +23,8 @@ struct SampleParamsOut {
 // Each returns nullptr on success, else the CUDA error string of the launch. `stream` is a cudaStream_t.
 const char* launch_sample_params(const int64_t* valid_len, const int64_t* indices, int64_t n, int64_t seed,
                                  int64_t epoch, bool center, double p_min, double p_max, double theta, double shear,
-                                 double joint_mask_p, int64_t num_joints, SampleParamsOut out, void* stream);
+                                 double joint_mask_p, int64_t num_joints, int64_t min_crop, SampleParamsOut out,
+                                 void* stream);
 
 // Parameters of augment_apply; shear, joint_mask and noise_key may be null (extra not used).
 struct ApplyParams {

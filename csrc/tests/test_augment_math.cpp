@@ -87,6 +87,10 @@ static void test_sample_params() {
   const auto e0 = igm_aug::sample_params(300, 0, 0, 1, false, 0.5, 1.0, 0.3);
   const auto e1 = igm_aug::sample_params(300, 0, 1, 1, false, 0.5, 1.0, 0.3);
   EXPECT(e0.angles[0] != e1.angles[0]);
+  // min_crop: MAMP's 64 takes a 40-frame sequence whole; 8 lets p = 0.5 crop it to 20 frames.
+  EXPECT(igm_aug::train_crop_length(40, 0.5) == 40);
+  EXPECT(igm_aug::train_crop_length(40, 0.5, 8) == 20 && igm_aug::train_crop_length(40, 0.1, 8) == 8);
+  EXPECT(igm_aug::train_crop_length(5, 0.5, 8) == 5);
 }
 
 static void test_linear_tap() {

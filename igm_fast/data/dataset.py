@@ -23,7 +23,7 @@ PREPARE_COMMANDS = {
     "pku1-xview": "pku1 --skeletons DIR --labels DIR --splits DIR",
     "pku2-xsub": "pku2 --skeletons DIR --labels DIR --splits DIR",
     "pku2-xview": "pku2 --skeletons DIR --labels DIR --splits DIR",
-    "ucla": "ucla --raw NW_UCLA_DIR/all_sqe",
+    "ucla": "ucla --raw NW_UCLA_DIR/all_sqe", "ucla-val": "ucla --raw NW_UCLA_DIR/all_sqe",
 }
 SYNTH_BENCHMARKS = {synth.dataset_name(b): b for b in synth.BENCHMARKS}
 DATASET_NAMES = (*SYNTH_BENCHMARKS, *PREPARE_COMMANDS)

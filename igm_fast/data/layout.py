@@ -3,7 +3,9 @@
 A prepared dataset is a directory:
 
     meta.json                 {"name", "num_classes", "num_joints", "num_bodies",
-                               "max_frames", "class_names", "format_version"}
+                               "max_frames", "class_names", "format_version",
+                               "input_mean", "input_std"}  (per-axis statistics of the
+                               training split's valid frames of present bodies)
     {split}_x.npy             float32 (N, 3, T, V, M), uncompressed: memory-mapped, never
                               loaded whole (T = max_frames, zero padded after the valid frames)
     {split}_len.npy           int64 (N,) valid frames per sample
@@ -61,11 +63,35 @@ def write_split(root, split, x, lengths, labels, names):
     atomic_write_text("".join(f"{s}\n" for s in names), root / f"{split}_names.txt")
 
 
-def write_meta(root, name, num_classes, num_joints, num_bodies, max_frames, class_names):
+def write_meta(root, name, num_classes, num_joints, num_bodies, max_frames, class_names, input_mean=None,
+               input_std=None):
+    """meta.json; without input statistics, open_split computes them from the training split."""
+    stats = {} if input_mean is None else dict(input_mean=[float(v) for v in input_mean],
+                                                 input_std=[float(v) for v in input_std])
     atomic_write_json(dict(name=name, num_classes=int(num_classes), num_joints=int(num_joints),
                            num_bodies=int(num_bodies), max_frames=int(max_frames),
-                           class_names=list(class_names), format_version=FORMAT_VERSION),
+                           class_names=list(class_names), format_version=FORMAT_VERSION, **stats),
                       Path(root) / "meta.json")
+
+
+def input_stats(x, lengths, chunk=1024):
+    """Per-axis (mean, std) over the valid frames of present bodies of x (N, 3, T, V, M): the
+    input normalisation of MacDiff (`input_mean`, `input_var`), computed on the training split.
+    Reads x chunk by chunk in float64, so a memory map is never loaded whole."""
+    total, sq, count = np.zeros(3), np.zeros(3), 0
+    for begin in range(0, len(x), chunk):
+        part = np.asarray(x[begin:begin + chunk], np.float64)
+        frames = np.arange(part.shape[2])[None, :] < np.asarray(lengths[begin:begin + chunk])[:, None]  # (n, T)
+        present = np.abs(part).sum(axis=(1, 3)) > 0  # (n, T, M): zero bodies are padding
+        keep = (frames[:, :, None] & present)[:, None, :, None, :]  # (n, 1, T, 1, M)
+        keep = np.broadcast_to(keep, part.shape)
+        total += np.where(keep, part, 0).sum(axis=(0, 2, 3, 4))
+        sq += np.where(keep, part * part, 0).sum(axis=(0, 2, 3, 4))
+        count += keep[:, 0].sum()
+    if count == 0:
+        return np.zeros(3), np.ones(3)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(sq / count - mean ** 2, 1e-12))
 
 
 def read_meta(root):
@@ -82,6 +108,12 @@ def read_meta(root):
         raise InputError(f"{path}: missing keys {missing}")
     if meta["format_version"] != FORMAT_VERSION:
         raise InputError(f"{path}: format_version {meta['format_version']}, this igm_fast reads {FORMAT_VERSION}")
+    for key in ("input_mean", "input_std"):
+        if key in meta and not (isinstance(meta[key], list) and len(meta[key]) == 3
+                                and all(isinstance(v, (int, float)) for v in meta[key])):
+            raise InputError(f"{path}: {key} must be a list of 3 numbers, found {meta[key]!r}")
+    if "input_std" in meta and min(meta["input_std"]) <= 0:
+        raise InputError(f"{path}: input_std must be positive, found {meta['input_std']}")
     return meta
 
 
@@ -102,6 +134,11 @@ def open_split(root, split):
             raise InputError(f"{path}: unreadable or truncated .npy ({e})") from None
 
     x, lengths, labels = load("x", True), load("len", False), load("y", False)
+    if "input_mean" not in meta:  # prepared before the statistics were stored: compute them now
+        train_x, train_len = (x, lengths) if split == "train" else (
+            np.load(root / "train_x.npy", mmap_mode="r"), np.load(root / "train_len.npy"))
+        mean, std = input_stats(train_x, train_len)
+        meta.update(input_mean=mean.tolist(), input_std=std.tolist())
     names_path = root / f"{split}_names.txt"
     if not names_path.is_file():
         raise InputError(f"{names_path}: missing")
@@ -193,7 +230,8 @@ def write_dataset(root, name, class_names, num_joints, num_bodies, max_frames, s
     try:
         for split, (x, lengths, labels, names) in splits.items():
             write_split(tmp, split, x, lengths, labels, names)
-        write_meta(tmp, name, len(class_names), num_joints, num_bodies, max_frames, class_names)
+        mean, std = input_stats(splits["train"][0], splits["train"][1])
+        write_meta(tmp, name, len(class_names), num_joints, num_bodies, max_frames, class_names, mean, std)
         if root.exists() and replace:
             old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".old"))
             os.replace(root, old / root.name)

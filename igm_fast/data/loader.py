@@ -26,6 +26,17 @@ import torch
 from igm_fast import augment
 
 DATA_ON_DEVICE = ("auto", "on", "off")
+# Training-time augmentation as config keys (pretraining and every downstream protocol), MAMP's
+# values: crop ratio U(aug_p_min, 1) with at least aug_min_crop frames, rotation U(-aug_theta,
+# aug_theta) rad per axis; aug_scale s: every sample scaled by U(1 - s, 1 + s) (0 = off);
+# aug_noise: Gaussian joint noise std in dataset units (0 = off).
+AUG_DEFAULTS = dict(aug_p_min=0.5, aug_min_crop=64, aug_theta=0.3, aug_scale=0.0, aug_noise=0.0)
+
+
+def augmentation(cfg):
+    """SkeletonLoader keyword arguments from the aug_* config keys."""
+    return dict(p_interval=(cfg["aug_p_min"], 1.0), min_crop=cfg["aug_min_crop"], theta=cfg["aug_theta"],
+                scale=cfg["aug_scale"], noise_sigma=cfg["aug_noise"])
 PREFETCH_BATCHES = 3
 UPLOAD_CHUNK = 1024  # samples per host-to-device copy when the split is made resident
 
@@ -33,7 +44,7 @@ UPLOAD_CHUNK = 1024  # samples per host-to-device copy when the split is made re
 class SkeletonLoader:
     def __init__(self, split, batch_size, *, train, device, out_frames=120, shuffle=None, drop_last=None,
                  seed=0, rank=0, world_size=1, data_on_device="auto", p_interval=None, theta=0.3,
-                 shear=0.0, noise_sigma=0.0, joint_mask_p=0.0):
+                 min_crop=augment.MIN_CROP, scale=0.0, shear=0.0, noise_sigma=0.0, joint_mask_p=0.0):
         if batch_size < 1:
             raise ValueError(f"SkeletonLoader: batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -48,7 +59,7 @@ class SkeletonLoader:
         self.shuffle = train if shuffle is None else shuffle
         self.drop_last = train if drop_last is None else drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.p_interval, self.theta = p_interval, theta
+        self.p_interval, self.theta, self.min_crop, self.scale = p_interval, theta, min_crop, scale
         self.extras = dict(shear=shear, noise_sigma=noise_sigma, joint_mask_p=joint_mask_p)  # train only, 0 = off
         self.epoch = 0
         self.lengths = np.asarray(split.lengths, dtype=np.int64)
@@ -125,9 +136,21 @@ class SkeletonLoader:
     def _augment(self, x, lengths, labels, indices):
         params = augment.sample_params(lengths, train=self.train, p_interval=self.p_interval, theta=self.theta,
                                        seed=self.seed, epoch=self.epoch, indices=indices, num_joints=x.shape[3],
-                                       **self.extras)
+                                       min_crop=self.min_crop, **self.extras)
         # Windows lie within the valid frames by construction: skip the check (a sync on CUDA).
-        return augment.apply(x, params, self.out_frames, check=False), labels
+        x = augment.apply(x, params, self.out_frames, check=False)
+        if self.train and self.scale:
+            x = x * self._scales(indices).to(x.device, x.dtype).view(-1, 1, 1, 1, 1)
+        return x, labels
+
+    def _scales(self, indices):
+        """Per-sample scale factors keyed by (seed, epoch, global index), like the other parameters:
+        one draw per sample of the split for the epoch, so batch, rank and order do not matter."""
+        if getattr(self, "_scale_epoch", None) != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch, 0x5CA1E])
+            self._scale_table = torch.from_numpy(rng.uniform(1 - self.scale, 1 + self.scale, len(self.labels)))
+            self._scale_epoch = self.epoch
+        return self._scale_table[indices.cpu()].float()
 
     def __iter__(self):
         batches = self._batches()

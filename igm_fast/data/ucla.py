@@ -1,7 +1,9 @@
 """NW-UCLA Multiview Action 3D from the CTR-GCN json release (`all_sqe/aAA_sSS_eEE_vVV.json`).
 
 Each file is {"file_name", "skeletons": T x 20 x 3 (Kinect v1 joints), "label": 1..10}.
-Standard protocol: views 1 and 2 train, view 3 test. One body (M = 1), centred like NTU
+Standard protocol (`ucla`): views 1 and 2 train, view 3 test. `ucla-val` is the validation
+protocol for choosing settings without ever seeing view 3: train on view 1, validate on view 2.
+One body (M = 1), centred like NTU
 (joint 1, the spine, of frame 0 at the origin), zero padded to MAX_FRAMES = 300 frames: the
 same T as every other igm_fast dataset; the longest NW-UCLA sequence has 201 frames (a longer
 one would be resampled, see layout.centre_and_pad).
@@ -21,7 +23,8 @@ NUM_JOINTS, NUM_BODIES, MAX_FRAMES = 20, 1, 300
 ACTION_IDS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
 CLASS_NAMES = ("pick up with one hand", "pick up with two hands", "drop trash", "walk around", "sit down",
                "stand up", "donning", "doffing", "throw", "carry")
-TRAIN_VIEWS, TEST_VIEWS = (1, 2), (3,)
+# benchmark name -> (train views, test views)
+BENCHMARKS = {"ucla": ((1, 2), (3,)), "ucla-val": ((1,), (2,))}
 NAME_PATTERN = re.compile(r"a(\d+)_s(\d+)_e(\d+)_v(\d+)")
 
 
@@ -57,31 +60,37 @@ def read_sample(path):
 
 
 def prepare(raw_dir, out_dir, progress=True):
-    """Read every `*.json` under raw_dir (the all_sqe folder) and write `{out_dir}/ucla`.
+    """Read every `*.json` under raw_dir (the all_sqe folder) and write `{out_dir}/ucla` and
+    `{out_dir}/ucla-val` (see BENCHMARKS).
 
-    Returns a summary dict: samples per split and the path written.
+    Returns a summary dict: samples per split and the path written, per benchmark.
     """
     raw_dir = Path(raw_dir)
     paths = sorted(raw_dir.glob("*.json"))
     if not paths:
         raise InputError(f"{raw_dir}: no NW-UCLA *.json files (point --raw at the all_sqe folder)")
-    samples = {"train": [], "test": []}
+    by_view = {1: [], 2: [], 3: []}
     for path in tqdm(paths, desc="NW-UCLA", unit="file", disable=not progress):
         view = parse_name(path.stem)["view"]
-        if view not in TRAIN_VIEWS + TEST_VIEWS:
+        if view not in by_view:
             raise InputError(f"{path}: view {view}, NW-UCLA has views 1..3")
         skeleton, label = read_sample(path)
         if not np.abs(skeleton).any():
             raise InputError(f"{path}: every joint of every frame is zero")
         x, length = layout.centre_and_pad(skeleton[:, None], MAX_FRAMES)
-        samples["train" if view in TRAIN_VIEWS else "test"].append((x, length, label, path.stem))
-    splits = {}
-    for split, views in (("train", TRAIN_VIEWS), ("test", TEST_VIEWS)):
-        if not samples[split]:
-            raise InputError(f"{raw_dir}: no {split} samples (files of view {' or '.join(map(str, views))})")
-        x, lengths, labels, names = zip(*samples[split])
-        splits[split] = (np.stack(x), lengths, labels, names)
-    path = layout.write_dataset(Path(out_dir) / "ucla", "ucla", CLASS_NAMES, NUM_JOINTS, NUM_BODIES,
-                                MAX_FRAMES, splits)
-    return {"ucla": {"train": len(samples["train"]), "test": len(samples["test"]), "path": str(path)}}
+        by_view[view].append((x, length, label, path.stem))
+    summary = {}
+    for name, (train_views, test_views) in BENCHMARKS.items():
+        splits = {}
+        for split, views in (("train", train_views), ("test", test_views)):
+            samples = [s for v in views for s in by_view[v]]
+            if not samples:
+                raise InputError(f"{raw_dir}: no {split} samples for {name} (files of view "
+                                 f"{' or '.join(map(str, views))})")
+            x, lengths, labels, names = zip(*sorted(samples, key=lambda s: s[3]))
+            splits[split] = (np.stack(x), lengths, labels, names)
+        path = layout.write_dataset(Path(out_dir) / name, name, CLASS_NAMES, NUM_JOINTS, NUM_BODIES, MAX_FRAMES,
+                                    splits)
+        summary[name] = {"train": len(splits["train"][2]), "test": len(splits["test"][2]), "path": str(path)}
+    return summary
 

@@ -21,6 +21,7 @@ import torch
 from igm_fast import dist
 from igm_fast.config import find_preset, merge, parse_overrides, read_yaml, save_config
 from igm_fast.data.dataset import load_split
+from igm_fast.data.loader import AUG_DEFAULTS, augmentation
 from igm_fast.data.skeletons import STREAMS
 from igm_fast.eval.finetune import finetune
 from igm_fast.eval.fusion import SCORES_FILE, fuse, write_scores
@@ -39,6 +40,8 @@ DEFAULTS = dict(
     finetune_epochs=100, finetune_batch_size=48, finetune_lr=3e-4, finetune_min_lr=1e-5, finetune_warmup_epochs=5,
     weight_decay=0.05, layer_decay=0.8, drop_path=0.3, label_smoothing=0.1, head_hidden=2048, head_dropout=0.0,
     ratio=None, stream="joint", init="pretrained", seed=0, device="auto", progress=True,
+    # features: pooled (D) or joints (V*D); finetune head: mlp or mamp; training augmentation (aug_*)
+    readout="pooled", head="mlp", **AUG_DEFAULTS,
 )
 
 
@@ -71,7 +74,7 @@ def run(protocols, encoder, train_split, test_split, cfg, device):
                           batch_size=cfg["batch_size"], knn_k=cfg["knn_k"], knn_t=cfg["knn_t"],
                           linear_epochs=cfg["linear_epochs"], linear_lr=cfg["linear_lr"],
                           linear_aug=cfg["linear_aug"], seed=cfg["seed"], stream=cfg["stream"],
-                          progress=cfg["progress"])
+                          readout=cfg["readout"], train_aug=augmentation(cfg), progress=cfg["progress"])
     if protocols[0] == "semi":
         if cfg["ratio"] is None:
             raise ValueError("--protocol semi needs --ratio (e.g. 0.01 or 0.1)")
@@ -81,7 +84,8 @@ def run(protocols, encoder, train_split, test_split, cfg, device):
                       warmup_epochs=cfg["finetune_warmup_epochs"], weight_decay=cfg["weight_decay"],
                       layer_decay=cfg["layer_decay"], label_smoothing=cfg["label_smoothing"],
                       head_hidden=cfg["head_hidden"], head_dropout=cfg["head_dropout"], stream=cfg["stream"],
-                      seed=cfg["seed"], progress=cfg["progress"])
+                      readout=cfg["readout"], head=cfg["head"], aug=augmentation(cfg), seed=cfg["seed"],
+                      progress=cfg["progress"])
     result["num_labelled"] = len(train_split)
     return {protocols[0]: result}
 

@@ -1,6 +1,8 @@
 """Frozen-encoder features of a whole split, computed batch by batch through SkeletonLoader.
 
-Features = `encoder.features(x)`: mean over bodies, time and joints, no masking, eval mode, no grad.
+Features = `encoder.features(x, readout)` (pooled: mean over bodies, time and joints; joints: joints
+kept apart), no masking, eval mode, no grad. Training-split features for the augmented linear
+probe take the loader's augmentation keyword arguments (`aug`, see loader.augmentation).
 Under DDP each rank encodes its own shard and the shards are gathered, so every rank ends up
 with every sample's feature exactly once.
 
@@ -22,7 +24,7 @@ from igm_fast.data.skeletons import to_stream
 
 @torch.no_grad()
 def extract_features(encoder, split, *, device, batch_size=256, train=False, epoch=0, seed=0,
-                     stream="joint", progress=False, desc="features"):
+                     stream="joint", readout="pooled", aug=None, progress=False, desc="features"):
     """(feats (N, D) float32, labels (N,), indices (N,)) on `device`, gathered over ranks.
 
     train=False: rows sorted by sample index, i.e. aligned with `split.names`.
@@ -32,15 +34,15 @@ def extract_features(encoder, split, *, device, batch_size=256, train=False, epo
     encoder.eval()
     loader = SkeletonLoader(split, batch_size, train=train, device=device, drop_last=False,
                             out_frames=encoder.config["num_frames"], seed=seed,
-                            rank=dist.rank(), world_size=dist.world_size())
+                            rank=dist.rank(), world_size=dist.world_size(), **(aug or {}))
     loader.set_epoch(epoch)
     feats, labels, indices = [], [], []
     for x, y, idx in tqdm(loader, desc=desc, disable=not (progress and dist.is_main()), leave=False):
-        feats.append(encoder.features(to_stream(x, stream)).float())
+        feats.append(encoder.features(to_stream(x, stream), readout).float())
         labels.append(y)
         indices.append(idx.to(device))
     encoder.train(was_training)
-    feats = cat_gather(feats, torch.zeros(0, encoder.config["dim"], device=device))
+    feats = cat_gather(feats, torch.zeros(0, encoder.feature_dim(readout), device=device))
     labels, indices = (cat_gather(t, torch.zeros(0, dtype=torch.long, device=device)) for t in (labels, indices))
     if not train:
         order = indices.argsort()

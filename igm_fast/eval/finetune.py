@@ -16,19 +16,29 @@ from igm_fast.eval.features import cat_gather
 from igm_fast.eval.metrics import accuracy_report, topk_accuracy
 
 
-class Classifier(nn.Module):
-    """encoder.features (mean over bodies, time, joints) -> Linear(D, hidden) -> GELU -> Linear(hidden, C)."""
+HEADS = ("mlp", "mamp")
 
-    def __init__(self, encoder, num_classes, hidden=2048, dropout=0.0, stream="joint"):
+
+class Classifier(nn.Module):
+    """encoder.features(readout) -> a head:
+    mlp:  Linear(F, hidden) -> GELU -> Dropout -> Linear(hidden, C)
+    mamp: Dropout -> Linear(F, hidden) -> BatchNorm -> ReLU -> Linear(hidden, C) (MAMP's, on the joints readout)."""
+
+    def __init__(self, encoder, num_classes, hidden=2048, dropout=0.0, stream="joint", readout="pooled", head="mlp"):
         super().__init__()
-        self.encoder = encoder
-        self.stream = stream
-        dim = encoder.config["dim"]
-        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, num_classes))
+        if head not in HEADS:
+            raise ValueError(f"head={head!r}; expected one of {HEADS}")
+        self.encoder, self.stream, self.readout = encoder, stream, readout
+        dim = encoder.feature_dim(readout)
+        if head == "mlp":
+            self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                      nn.Linear(hidden, num_classes))
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                      nn.Linear(hidden, num_classes))
 
     def forward(self, x):
-        return self.head(self.encoder.features(to_stream(x, self.stream)))
+        return self.head(self.encoder.features(to_stream(x, self.stream), self.readout))
 
 
 def layer_id(encoder, param_name):
@@ -87,10 +97,11 @@ def predict(model, split, *, device, batch_size, seed=0):
 
 def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size=48, lr=3e-4, min_lr=1e-5,
              warmup_epochs=5, weight_decay=0.05, layer_decay=0.8, label_smoothing=0.1, head_hidden=2048,
-             head_dropout=0.0, stream="joint", seed=0, progress=True):
+             head_dropout=0.0, stream="joint", readout="pooled", head="mlp", aug=None, seed=0, progress=True):
     """Train encoder + head; returns {"report", "scores"} of the LAST epoch (best-on-test labelled as such).
 
     Build the encoder with drop_path (e.g. load_encoder(path, drop_path=0.3)) before calling.
+    aug: the training loader's augmentation keyword arguments (loader.augmentation; None = MAMP's).
     """
     device = torch.device(device)
     torch.manual_seed(seed)  # the head's init: identical on every rank
@@ -99,7 +110,7 @@ def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size
     # a parameter without gradient would stall DDP's reducer.
     if hasattr(encoder, "t_embedder"):
         encoder.t_embedder.requires_grad_(False)
-    model = Classifier(encoder, num_classes, head_hidden, head_dropout, stream).to(device)
+    model = Classifier(encoder, num_classes, head_hidden, head_dropout, stream, readout, head).to(device)
     train_model = model
     if dist.is_distributed():
         device_ids = [device.index] if device.type == "cuda" else None
@@ -108,7 +119,7 @@ def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size
     # drop_last=False: a small labelled subset (semi 1%) may hold fewer samples than one batch.
     loader = SkeletonLoader(train_split, batch_size, train=True, device=device, drop_last=False,
                             out_frames=encoder.config["num_frames"], seed=seed,
-                            rank=dist.rank(), world_size=dist.world_size())
+                            rank=dist.rank(), world_size=dist.world_size(), **(aug or {}))
     steps_per_epoch, history = len(loader), []
     for epoch in range(epochs):
         loader.set_epoch(epoch)
@@ -116,6 +127,8 @@ def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size
         bar = tqdm(loader, desc=f"finetune epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not (progress and dist.is_main()))
         for i, (x, y, _) in enumerate(bar):
+            if len(y) < 2:  # a trailing batch of one: BatchNorm cannot train on it
+                continue
             step_lr = warmup_cosine(epoch * steps_per_epoch + i, epochs * steps_per_epoch,
                                     warmup_epochs * steps_per_epoch, lr, min_lr)
             for group in opt.param_groups:

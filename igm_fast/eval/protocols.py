@@ -34,14 +34,17 @@ def run_knn(train_feats, train_labels, test_feats, test_labels, num_classes, *, 
 
 
 def run_linear(encoder, train_split, test_feats, test_labels, num_classes, *, device, batch_size=256,
-               epochs=100, lr=0.1, seed=0, aug=True, train_cache=None, stream="joint", progress=False):
+               epochs=100, lr=0.1, seed=0, aug=True, train_cache=None, stream="joint", readout="pooled",
+               train_aug=None, progress=False):
     """Probe trained with crop+rotation augmentation (aug=True, MAMP) or on cached centre-crop
-    features (aug=False: `train_cache` = (feats, labels) from extract_features, train=False)."""
+    features (aug=False: `train_cache` = (feats, labels) from extract_features, train=False).
+    train_aug: the loader's augmentation keyword arguments (loader.augmentation; None = MAMP's)."""
     if aug:
         def epoch_data(epoch):
             feats, labels, _ = extract_features(encoder, train_split, device=device, batch_size=batch_size,
                                                 train=True, epoch=epoch, seed=seed, stream=stream,
-                                                progress=progress, desc=f"linear epoch {epoch}")
+                                                readout=readout, aug=train_aug, progress=progress,
+                                                desc=f"linear epoch {epoch}")
             return feats, labels
     else:
         epoch_data = shuffled(*train_cache, seed=seed)
@@ -63,7 +66,7 @@ def run_linear(encoder, train_split, test_feats, test_labels, num_classes, *, de
 
 def run_frozen(encoder, train_split, test_split, *, protocols=FROZEN_PROTOCOLS, device, batch_size=256,
                knn_k=20, knn_t=0.07, linear_epochs=100, linear_lr=0.1, linear_aug=True, seed=0,
-               stream="joint", progress=True):
+               stream="joint", readout="pooled", train_aug=None, progress=True):
     """{protocol: {"report", "scores"}, "test_labels", "test_indices", "test_feats"}; test rows in split order."""
     unknown = [p for p in protocols if p not in FROZEN_PROTOCOLS]
     if unknown:
@@ -71,7 +74,7 @@ def run_frozen(encoder, train_split, test_split, *, protocols=FROZEN_PROTOCOLS, 
     check_compatible(encoder, train_split, "training split")
     check_compatible(encoder, test_split, "test split")
     num_classes = train_split.meta["num_classes"]
-    common = dict(device=device, batch_size=batch_size, seed=seed, stream=stream, progress=progress)
+    common = dict(device=device, batch_size=batch_size, seed=seed, stream=stream, readout=readout, progress=progress)
     test_feats, test_labels, test_idx = extract_features(encoder, test_split, desc="test features", **common)
     out = {"test_labels": test_labels, "test_indices": test_idx, "test_feats": test_feats}
     train_cache = None
@@ -82,7 +85,7 @@ def run_frozen(encoder, train_split, test_split, *, protocols=FROZEN_PROTOCOLS, 
     if "linear" in protocols:
         out["linear"] = run_linear(encoder, train_split, test_feats, test_labels, num_classes,
                                    epochs=linear_epochs, lr=linear_lr, aug=linear_aug,
-                                   train_cache=train_cache, **common)
+                                   train_cache=train_cache, train_aug=train_aug, **common)
     return out
 
 
@@ -99,11 +102,11 @@ def flat_numbers(results):
 
 def evaluate(encoder, train_split, test_split, *, protocols=FROZEN_PROTOCOLS, device, batch_size=256,
              knn_k=20, knn_t=0.07, linear_epochs=100, linear_lr=0.1, seed=0, progress=True,
-             linear_aug=True, stream="joint"):
+             linear_aug=True, stream="joint", readout="pooled", train_aug=None):
     """Contract 4: knn_top1, knn_top5, linear_top1, linear_top5 (percent), plus mean class accuracy,
     k=1 retrieval (`knn_retrieval_top1`) and the labelled best-on-test linear epoch."""
     results = run_frozen(encoder, train_split, test_split, protocols=protocols, device=device,
                          batch_size=batch_size, knn_k=knn_k, knn_t=knn_t, linear_epochs=linear_epochs,
                          linear_lr=linear_lr, linear_aug=linear_aug, seed=seed, stream=stream,
-                         progress=progress)
+                         readout=readout, train_aug=train_aug, progress=progress)
     return flat_numbers(results)

@@ -1,10 +1,13 @@
 """Encoder f: MAMP-style skeleton ViT, plus its export format (encoder.pt).
 
-x (N, 3, T, V, M) -> each body is its own sequence (B = N*M rows) -> patches of `t_patch`
+x (N, 3, T, V, M) -> standardised per axis with the training split's statistics (MacDiff's
+input_mean / input_var; they are part of the encoder's config, so encoder.pt carries them to
+every protocol) -> each body is its own sequence (B = N*M rows) -> patches of `t_patch`
 frames x 3 coords of one joint -> L = (T / t_patch) * V tokens (time-major, joint-minor).
 Pretraining encodes only the visible tokens (MAE-style), which is what makes a 0.9 mask
-ratio cheap. `features(x)` is the downstream representation: mean over bodies, time and
-joints, no masking.
+ratio cheap. `features(x, readout)` is the downstream representation, no masking: `pooled`
+= mean over bodies, time and joints (D); `joints` = mean over bodies and time, joints
+concatenated (V*D, MacDiff's linear probe and MAMP's finetune head keep the joints apart).
 """
 import torch
 import torch.nn as nn
@@ -37,6 +40,9 @@ def gather_tokens(tokens, keep):
     return torch.gather(tokens, 1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
 
 
+READOUTS = ("pooled", "joints")
+
+
 def pool(tokens, num_samples):
     """(N*M, K, D) -> (N, D): mean over bodies and tokens of each sample."""
     return tokens.reshape(num_samples, -1, tokens.shape[-1]).mean(1)
@@ -60,12 +66,19 @@ class Block(nn.Module):
 
 class Encoder(nn.Module):
     def __init__(self, num_joints, num_frames=120, t_patch=4, dim=256, depth=8, heads=8, mlp_ratio=4.0,
-                 drop_path=0.0):
+                 drop_path=0.0, input_mean=(0.0, 0.0, 0.0), input_std=(1.0, 1.0, 1.0)):
         super().__init__()
         if num_frames % t_patch:
             raise ValueError(f"num_frames={num_frames} is not divisible by t_patch={t_patch}")
+        input_mean, input_std = [float(v) for v in input_mean], [float(v) for v in input_std]
+        if len(input_mean) != 3 or len(input_std) != 3 or min(input_std) <= 0:
+            raise ValueError(f"input_mean / input_std must be 3 numbers (std > 0), got {input_mean}, {input_std}")
         self.config = dict(num_joints=num_joints, num_frames=num_frames, t_patch=t_patch, dim=dim, depth=depth,
-                           heads=heads, mlp_ratio=mlp_ratio, drop_path=drop_path)
+                           heads=heads, mlp_ratio=mlp_ratio, drop_path=drop_path, input_mean=input_mean,
+                           input_std=input_std)
+        # Derived from the config (saved with it), so not part of the state dict.
+        self.register_buffer("input_mean", torch.tensor(input_mean).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(input_std).view(1, 3, 1, 1, 1), persistent=False)
         self.t_patch = t_patch
         self.num_tokens = (num_frames // t_patch) * num_joints
         self.patch_embed = nn.Linear(3 * t_patch, dim)
@@ -86,6 +99,10 @@ class Encoder(nn.Module):
         # Zero output layer: at initialisation the timestep embedding changes nothing.
         nn.init.zeros_(self.t_embedder.mlp[2].weight)
         nn.init.zeros_(self.t_embedder.mlp[2].bias)
+
+    def normalize(self, x):
+        """(N, 3, T, V, M) skeletons in dataset units -> standardised per axis."""
+        return (x - self.input_mean) / self.input_std
 
     def pos_embed(self):
         return (self.time_pos + self.joint_pos).flatten(1, 2)  # (1, L, D), time-major
@@ -113,14 +130,23 @@ class Encoder(nn.Module):
 
     def forward(self, x, mask_ratio=0.0, t=None, keep=None):
         """x (N, 3, T, V, M) -> per-token features (N*M, K, D); K = L, or the visible count when masking."""
-        patches = patchify(x, self.t_patch)
+        patches = patchify(self.normalize(x), self.t_patch)
         if keep is None and mask_ratio > 0:
             keep = self.sample_keep(patches.shape[0], mask_ratio, x.device)
         return self.encode_patches(patches, keep, t)
 
-    def features(self, x):
-        """(N, D): mean over bodies, time and joints, no masking."""
-        return pool(self(x), x.shape[0])
+    def feature_dim(self, readout="pooled"):
+        return self.config["dim"] * (self.config["num_joints"] if readout == "joints" else 1)
+
+    def features(self, x, readout="pooled"):
+        """pooled (N, D): mean over bodies, time and joints; joints (N, V*D): mean over bodies and time."""
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r}; expected one of {READOUTS}")
+        tokens = self(x)
+        if readout == "pooled":
+            return pool(tokens, x.shape[0])
+        N, V = x.shape[0], self.config["num_joints"]
+        return tokens.reshape(N, -1, V, tokens.shape[-1]).mean(1).flatten(1)  # rows: bodies x time, joint-minor
 
 
 def save_encoder(encoder, path):

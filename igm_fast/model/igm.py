@@ -1,10 +1,12 @@
 """IGM: the whole pretraining model and its losses; `forward(x)` is one training step's math.
 
 Reads as the paper's equations, in order:
-  encode (masked) -> condition z -> MDFF h(z) -> noise x_t -> generate eps_hat -> x0_hat
-  -> re-encode x0_hat -> gen + lambda_feat * ide_feat + lambda_dist * ide_dist.
+  normalise -> encode (masked) -> condition z -> MDFF h(z) -> noise x_t -> generate eps_hat
+  -> x0_hat -> re-encode x0_hat -> gen + lambda_uni * uni + lambda_feat * ide_feat + lambda_dist * ide_dist.
 Everything runs in patch space (B = N*M body rows, L tokens, 3*t_patch values per token):
 `patchify` is a pure reshuffle, so noise, MSE and x0_hat mean the same there as on (N,3,T,V,M).
+The diffusion objective is MacDiff's (schedule, standardised input, masked-token noise loss,
+condition dropout, token uniformity); the idempotency terms are IGM's.
 """
 import torch
 import torch.nn as nn
@@ -18,6 +20,9 @@ from igm_fast.model.generator import Generator
 from igm_fast.ops import similarity_kl
 
 GEN_LOSS_TOKENS = ("all", "masked")
+# Which tokens of x0_hat the re-encoding sees: the clean branch's visible ones, a fresh random
+# mask of the same ratio, or all L tokens.
+IDE_REENCODE = ("same", "fresh", "all")
 
 
 def condition(z_visible, keep, num_tokens):
@@ -35,40 +40,64 @@ def feature_idempotency(g_x, g_hat):
     return (1 - (g_x * g_hat).sum(dim=-1)).mean()
 
 
+def uniformity(tokens, t=2.0):
+    """Token uniformity (Wang & Isola): log mean_{i != j} exp(-t ||u_i - u_j||^2) over the
+    L2-normalised tokens u of each row of (B, K, D), averaged over rows (MacDiff, t = 2)."""
+    u = F.normalize(tokens.float(), dim=-1)
+    K = u.shape[1]
+    sq = (2 - 2 * u @ u.transpose(1, 2)).clamp_min(0)  # ||u_i - u_j||^2 of unit vectors
+    off_diagonal = ~torch.eye(K, dtype=torch.bool, device=u.device)
+    return torch.stack([row[off_diagonal].mul(-t).exp().mean().log() for row in sq]).mean()
+
+
 class IGM(nn.Module):
     def __init__(self, num_joints, num_frames=120, t_patch=4, dim=256, depth=8, heads=8, mlp_ratio=4.0,
                  gen_depth=5, mask_ratio=0.9, mdff_eta=0.5, mdff_scale=None, schedule="inverse_cosine",
                  diffusion_steps=1000, gen_loss_tokens="all", lambda_feat=1.0, lambda_dist=1.0, tau=0.1,
-                 stop_grad_target=True, kernels="auto"):
+                 stop_grad_target=True, kernels="auto", *, schedule_tau=1.0, cond_drop=0.0, lambda_uni=0.0,
+                 ide_reencode="same", ide_max_t=None, input_mean=(0.0, 0.0, 0.0), input_std=(1.0, 1.0, 1.0)):
         super().__init__()
         if gen_loss_tokens not in GEN_LOSS_TOKENS:
             raise ValueError(f"gen_loss_tokens={gen_loss_tokens!r}; expected one of {GEN_LOSS_TOKENS}")
         if gen_loss_tokens == "masked" and mask_ratio <= 0:
             raise ValueError("gen_loss_tokens='masked' needs mask_ratio > 0")
+        if ide_reencode not in IDE_REENCODE:
+            raise ValueError(f"ide_reencode={ide_reencode!r}; expected one of {IDE_REENCODE}")
         self.t_patch, self.mask_ratio, self.gen_loss_tokens = t_patch, mask_ratio, gen_loss_tokens
-        self.lambda_feat, self.lambda_dist, self.tau = lambda_feat, lambda_dist, tau
-        self.stop_grad_target, self.kernels = stop_grad_target, kernels
-        self.encoder = Encoder(num_joints, num_frames, t_patch, dim, depth, heads, mlp_ratio)
+        self.lambda_feat, self.lambda_dist, self.lambda_uni, self.tau = lambda_feat, lambda_dist, lambda_uni, tau
+        self.stop_grad_target, self.kernels, self.cond_drop = stop_grad_target, kernels, cond_drop
+        self.ide_reencode = ide_reencode
+        self.ide_max_t = diffusion_steps if ide_max_t is None else ide_max_t
+        self.encoder = Encoder(num_joints, num_frames, t_patch, dim, depth, heads, mlp_ratio,
+                               input_mean=input_mean, input_std=input_std)
         self.adapter = MDFFAdapter(dim, mdff_eta, mdff_scale, kernels)
         self.generator = Generator(num_joints, num_frames, t_patch, dim, gen_depth, heads, mlp_ratio, kernels)
-        self.diffusion = Diffusion(schedule, diffusion_steps)
+        self.diffusion = Diffusion(schedule, diffusion_steps, schedule_tau)
+
+    def keep_indices(self, rows, device):
+        return self.encoder.sample_keep(rows, self.mask_ratio, device) if self.mask_ratio > 0 else None
 
     def forward(self, x):
         """x (N, 3, T, V, M) augmented clean batch -> dict of scalar losses (`loss` is the total)."""
-        N = x.shape[0]
-        x0 = patchify(x, self.t_patch)  # (B, L, P)
+        N, M = x.shape[0], x.shape[-1]
+        x0 = patchify(self.encoder.normalize(x), self.t_patch)  # (B, L, P), standardised: the diffusion target
         B, L, _ = x0.shape
 
         # 1. encode the visible tokens of the clean sequence
-        keep = self.encoder.sample_keep(B, self.mask_ratio, x.device) if self.mask_ratio > 0 else None
+        keep = self.keep_indices(B, x.device)
         z_visible = self.encoder.encode_patches(x0, keep)
-        # 2. condition z and 3. MDFF adapter h(z)
-        cond = self.adapter(condition(z_visible, keep, L))
-        # 4. noise: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, one t per body sequence
-        t = self.diffusion.sample_t(B, x.device)
+        # 2. condition z (dropped to zero for a random cond_drop of the bodies, MacDiff) and 3. MDFF h(z)
+        z = condition(z_visible, keep, L)
+        if self.training and self.cond_drop > 0:
+            z = z * (torch.rand(B, 1, 1, device=x.device) >= self.cond_drop).to(z.dtype)
+        cond = self.adapter(z)
+        # 4. noise: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, one t per sample (shared by its bodies,
+        #    so the sample's pooled re-encoded feature has one noise level)
+        t_sample = self.diffusion.sample_t(N, x.device)
+        t = t_sample.repeat_interleave(M)
         eps = torch.randn_like(x0)
         x_t = self.diffusion.q_sample(x0, t, eps)
-        # 5. generate: eps_hat = g(x_t, t, h(z)); gen = MSE(eps_hat, eps)
+        # 5. generate: eps_hat = g(x_t, t, h(z)); gen = MSE(eps_hat, eps) over all or the masked tokens
         eps_hat = self.generator(x_t, t, cond)
         err = (eps_hat.float() - eps).pow(2).mean(dim=-1)  # (B, L)
         if self.gen_loss_tokens == "masked":
@@ -76,19 +105,32 @@ class IGM(nn.Module):
             loss_gen = (err * masked).sum() / masked.sum()
         else:
             loss_gen = err.mean()
+        losses = {"loss_gen": loss_gen}
+        if self.lambda_uni:
+            losses["loss_uni"] = uniformity(z_visible)
         # 6. one-step estimate, clamped to the clean batch's range (detached: a bound, not a target);
         #    at large t, 1/sqrt(abar_t) would otherwise blow eps_hat's error up by orders of magnitude.
         lo, hi = x0.detach().amin(), x0.detach().amax()
         x0_hat = self.diffusion.predict_x0(x_t, t, eps_hat).clamp(lo, hi)
-        # 7. re-encode x0_hat with its timestep, on the same visible tokens as the clean branch:
-        #    both pooled features then average the same positions, so they differ only by
-        #    what the generator rebuilt, and the re-encode costs as little as the masked encode.
+        # 7. re-encode x0_hat with its timestep (IGM's f(x0_hat, t)), only for the samples whose t is
+        #    below ide_max_t: at larger t the one-step estimate is a blur that carries no signal.
+        rows = (t_sample < self.ide_max_t).nonzero().squeeze(1)
+        body_rows = (rows[:, None] * M + torch.arange(M, device=x.device)).reshape(-1)
         g_x = F.normalize(pool(z_visible, N).float(), dim=-1)
-        g_hat = F.normalize(pool(self.encoder.encode_patches(x0_hat, keep, t), N).float(), dim=-1)
-        target = g_x.detach() if self.stop_grad_target else g_x
-        # 8. idempotency losses: features, and their similarity distribution over the global batch
-        loss_feat = feature_idempotency(target, g_hat)
-        keys = all_gather_cat(g_x.detach())
-        loss_dist = similarity_kl(g_x.detach(), g_hat, keys, self.tau, kernels=self.kernels)
-        loss = loss_gen + self.lambda_feat * loss_feat + self.lambda_dist * loss_dist
-        return {"loss": loss, "loss_gen": loss_gen, "loss_feat": loss_feat, "loss_dist": loss_dist}
+        keys = all_gather_cat(g_x.detach())  # on every rank, whatever its t: a collective
+        zero = loss_gen.new_zeros(())
+        if len(rows) == 0:
+            loss_feat = loss_dist = zero
+        else:
+            reencode_keep = {"same": keep[body_rows] if keep is not None else None,
+                             "fresh": self.keep_indices(len(body_rows), x.device), "all": None}[self.ide_reencode]
+            z_hat = self.encoder.encode_patches(x0_hat[body_rows], reencode_keep, t[body_rows])
+            g_hat = F.normalize(pool(z_hat, len(rows)).float(), dim=-1)
+            target = g_x[rows].detach() if self.stop_grad_target else g_x[rows]
+            # 8. idempotency: features, and their similarity distribution over the global batch
+            loss_feat = feature_idempotency(target, g_hat)
+            loss_dist = similarity_kl(g_x[rows].detach(), g_hat, keys, self.tau, kernels=self.kernels)
+        losses.update(loss_feat=loss_feat, loss_dist=loss_dist)
+        losses["loss"] = (loss_gen + self.lambda_uni * losses.get("loss_uni", zero)
+                          + self.lambda_feat * loss_feat + self.lambda_dist * loss_dist)
+        return losses
