@@ -19,11 +19,20 @@ def require_cuda():
 
 
 def time_ms(fn, warmup=10, rep=50):
-    """Median, 20% and 80% quantile milliseconds of fn(); CUDA via triton.testing.do_bench."""
+    """Median, 20% and 80% quantile milliseconds of fn() over about `rep` calls after `warmup`.
+    CUDA: triton.testing.do_bench, whose warmup/rep are milliseconds, not counts: the counts are
+    turned into milliseconds with one timed call."""
     if torch.cuda.is_available():
         import triton.testing
 
-        med, q20, q80 = triton.testing.do_bench(fn, warmup=warmup, rep=rep, quantiles=[0.5, 0.2, 0.8])
+        fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        once_ms = (time.perf_counter() - t0) * 1e3
+        med, q20, q80 = triton.testing.do_bench(fn, warmup=max(1.0, warmup * once_ms), rep=max(1.0, rep * once_ms),
+                                                quantiles=[0.5, 0.2, 0.8])
         return med, q20, q80
     for _ in range(max(1, warmup // 5)):
         fn()

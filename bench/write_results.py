@@ -2,7 +2,10 @@
 markdown report: the environment, then one table per op with time, spread, speedups and the
 rows' other measures.
 
-    python bench/write_results.py build/gpu-suite/results.jsonl -o bench/RESULTS.md [--tests "..."]
+    python bench/write_results.py build/gpu-suite/results.jsonl -o bench/RESULTS.md [--tests "..."] [--steps FILE]
+
+--steps names a file of "step<TAB>outcome" lines (bench/gpu_suite.sh writes one): they head the
+report, and with it a report is written even when no benchmark row exists, saying so.
 
 "x vs IMPL" = IMPL's time / this row's time for the same shape: above 1 means this row is faster.
 """
@@ -69,15 +72,21 @@ def _op_table(rows):
     return lines
 
 
-def markdown(rows, env, date, tests=None):
+def markdown(rows, env, date, tests=None, steps=None, missing=None):
     lines = ["# Benchmark results", "",
              f"Written {date} by `bench/write_results.py` from measurements of `pytest bench/` "
              "(bench/gpu_suite.sh). ms = median; q20/q80 = quantiles; "
              "\"x vs IMPL\" = IMPL's time / this row's time (above 1: this row is faster).", ""]
     lines += [f"- {key}: {value}" for key, value in env.items()]
-    lines.append(f"- devices in the rows: {', '.join(sorted({str(r.get('device', '?')) for r in rows}))}")
+    if rows:
+        lines.append(f"- devices in the rows: {', '.join(sorted({str(r.get('device', '?')) for r in rows}))}")
     if tests:
         lines.append(f"- tests: {tests}")
+    if steps:
+        lines += ["", "## Steps", "", "| step | outcome |", "|---|---|"]
+        lines += [f"| {step} | {outcome} |" for step, outcome in steps]
+    if missing:
+        lines += ["", f"**No benchmark rows**: {missing}"]
     for op in dict.fromkeys(r["op"] for r in rows):
         lines += ["", f"## {op}", ""] + _op_table([r for r in rows if r["op"] == op])
     return "\n".join(lines) + "\n"
@@ -88,13 +97,22 @@ def main(argv=None):
     parser.add_argument("results", help="JSON-lines file written by bench/common.py report()")
     parser.add_argument("-o", "--output", default="bench/RESULTS.md")
     parser.add_argument("--tests", help="one-line summary of the test run, shown in the header")
+    parser.add_argument("--steps", help='file of "step<TAB>outcome" lines; with it, a report is written '
+                                        "even without benchmark rows")
     args = parser.parse_args(argv)
+    steps = None
+    if args.steps:
+        with open(args.steps) as f:
+            steps = [line.rstrip("\n").partition("\t")[::2] for line in f if line.strip()]
+    missing = None
     try:
         rows = load_rows(args.results)
     except InputError as e:
-        sys.exit(f"write_results: {e}")
+        if steps is None:
+            sys.exit(f"write_results: {e}")
+        rows, missing = [], str(e)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    atomic_write_text(markdown(rows, runtime_env(), date, args.tests), args.output)
+    atomic_write_text(markdown(rows, runtime_env(), date, args.tests, steps, missing), args.output)
     print(f"wrote {args.output} ({len(rows)} rows)")
 
 

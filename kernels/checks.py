@@ -42,8 +42,21 @@ def dot_block(n):
 
 
 def dot_precision(dtype):
-    """input_precision for tl.dot: fp32 follows torch's CUDA matmul setting (TF32 only where torch
-    allows it), so a kernel and the eager reference round alike; 16-bit dots ignore it. Reads the
-    fp32_precision API, which also reflects the legacy setters (the legacy getters raise once the
-    new API has been used)."""
+    """input_precision for an fp32 tl.dot (16-bit dots ignore it): torch's CUDA matmul setting
+    decides, so a kernel rounds as the eager reference does: TF32 where torch allows it
+    (allow_tf32, set_float32_matmul_precision("high"), fp32_precision = "tf32"), else IEEE.
+    tf32x3 (about fp32 accuracy on tensor cores) was measured and rejected as the default: at
+    D=256 it spills on sm_90 in every MDFF and similarity_kl tile that fits otherwise (2.7-12 KB
+    of stack, python -m igm_fast.kernels.aot). Under --amp the kernels get bf16 instead
+    (autocast_dtype). Reads the fp32_precision API, which also reflects the legacy setters (the
+    legacy getters raise once the new API has been used)."""
     return "tf32" if dtype != torch.float32 or torch.backends.cuda.matmul.fp32_precision == "tf32" else "ieee"
+
+
+def autocast_dtype(t):
+    """The dtype a kernel should compute t in: autocast's lower-precision dtype when autocast is on
+    for t's device and t is fp32 (what autocast does to an eager matmul's inputs), else t's own.
+    Custom ops are not autocast by torch, so the wrappers ask."""
+    if t.dtype == torch.float32 and torch.is_autocast_enabled(t.device.type):
+        return torch.get_autocast_dtype(t.device.type)
+    return t.dtype

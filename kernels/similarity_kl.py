@@ -7,7 +7,9 @@ is mean_i KL_i. The (B, K) logits never reach HBM:
   p * (logit_p - logit_q); a small kernel merges the splits' partial sums into lse_p, lse_q
   and KL_i, the only (O(B)) state saved for backward;
 - backward recomputes the logits tile by tile in two kernels, one over (row block, key split)
-  for dq_pred and dq_target, one over (key block, row split) for dkeys. Each program
+  for dq_pred and dq_target, one over (key block, row split) for dkeys. Gradients nobody asked
+  for are skipped: the model's keys are all_gather(g_x.detach()) and its q_target is detached,
+  so there only dq_pred is computed. Each program
   reduces in registers and writes one fp32 partial; the few partials are summed once.
   No atomics, no (B, K) buffer.
 Splitting the loop dimension matters: a single (B = K = 1024, D = 256) loss has only
@@ -17,12 +19,12 @@ Exponentials run in base 2 (logits pre-multiplied by log2(e) / tau); the saved l
 those units and KL_i is in nats.
 """
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
+from igm_fast.kernels import tuning
 from igm_fast.kernels.checks import check_tensors, device_guard, dot_block, dot_precision, unit_last_stride
 
 LN2 = tl.constexpr(math.log(2.0))  # base-2 units -> nats
@@ -30,13 +32,27 @@ TARGET_PROGRAMS = 512  # about four programs per SM on an H100 (132 SMs)
 SPLIT_ALIGN = 64  # every BLOCK_B / BLOCK_K below divides it
 
 
-def _tile_configs():
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        # One config, so the autotuner never benchmarks; small unequal tiles make the tests at
-        # B <= 64, K <= 96 cross several row and key tiles with ragged edges.
-        return [triton.Config({"BLOCK_B": 16, "BLOCK_K": 32})]
-    return [triton.Config({"BLOCK_B": bb, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-            for bb in (32, 64) for bk in (32, 64) for w, s in ((4, 2), (8, 3))]
+# Best first (IGM_AUTOTUNE=quick takes the first that fits). The interpreter's small unequal tiles
+# make the tests at B <= 64, K <= 96 cross several row and key tiles with ragged edges.
+SPACE = [triton.Config({"BLOCK_B": bb, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+         for bb in (64, 32) for bk in (64, 32) for w, s in ((4, 2), (8, 3))]
+INTERPRETER_CONFIG = triton.Config({"BLOCK_B": 16, "BLOCK_K": 32})
+
+
+def _footprint(config, named_args, meta):
+    """(registers per thread, shared bytes), estimated as for kernels/mdff.py: the two query tiles
+    and two fp32 accumulators (backward) of BLOCK_B x D, about four fp32 score tiles; pipelined key
+    tiles in shared memory. The same estimate serves the three kernels (the keys kernel swaps the
+    roles of BLOCK_B and BLOCK_K, which the space keeps alike)."""
+    bb, bk, bd = config.kwargs["BLOCK_B"], config.kwargs["BLOCK_K"], meta["BLOCK_D"]
+    elem = named_args["qt_ptr"].element_size()
+    regs = (max(bb, bk) * bd * (2 * elem + 8) + 4 * bb * bk * 4) / (4 * 32 * config.num_warps)
+    return regs, (config.num_stages * max(bb, bk) + max(bb, bk)) * bd * elem
+
+
+def _autotune(fn):
+    return triton.autotune(configs=tuning.configs(SPACE, INTERPRETER_CONFIG), key=["D"],
+                           prune_configs_by={"early_config_prune": tuning.pruner(_footprint)})(fn)
 
 
 @triton.jit
@@ -52,7 +68,7 @@ def _rescale(m, m_other):
     return m_new, tl.exp2(m - m_new), tl.exp2(m_other - m_new)
 
 
-@triton.autotune(configs=_tile_configs(), key=["D"])
+@_autotune
 @triton.jit
 def _forward_kernel(qt_ptr, qp_ptr, k_ptr, part_ptr, B, K, D, stride_qt, stride_qp, stride_k, scale2,
                     keys_per_split, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -146,7 +162,7 @@ def _load_row_stats(lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, rows, end):
     return lse_p, lse_q, kl, g
 
 
-@triton.autotune(configs=_tile_configs(), key=["D"])
+@_autotune
 @triton.jit
 def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dqt_ptr, dqp_ptr,
                           B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau, keys_per_split,
@@ -179,7 +195,7 @@ def _backward_rows_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g
         tl.store(dqt_ptr + out, acc_qt * inv_tau, mask=mask)
 
 
-@triton.autotune(configs=_tile_configs(), key=["D"])
+@_autotune
 @triton.jit
 def _backward_keys_kernel(qt_ptr, qp_ptr, k_ptr, lse_p_ptr, lse_q_ptr, kl_ptr, g_ptr, dk_ptr,
                           B, K, D, stride_qt, stride_qp, stride_k, scale2, inv_tau, rows_per_split,
@@ -253,8 +269,9 @@ def _(q_target, q_pred, keys, tau):
 @torch.library.custom_op("igm_fast::similarity_kl_backward", mutates_args=())
 def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_pred: torch.Tensor,
                                keys: torch.Tensor, kl: torch.Tensor, lse_p: torch.Tensor, lse_q: torch.Tensor,
-                               tau: float, need_dq_target: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns (dq_target (zeros unless need_dq_target), dq_pred, dkeys)."""
+                               tau: float, need_dq_target: bool,
+                               need_dkeys: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (dq_target, dq_pred, dkeys); dq_target and dkeys are zeros unless asked for."""
     g = grad_kl.contiguous()  # the grad of .mean() arrives expanded (stride 0)
     qt, qp, k = (unit_last_stride(t) for t in (q_target, q_pred, keys))
     (B, D), K = qt.shape, k.shape[0]
@@ -264,21 +281,23 @@ def _similarity_kl_backward_op(grad_kl: torch.Tensor, q_target: torch.Tensor, q_
     dqp = _partials(key_splits, q_pred)
     dqt = _partials(key_splits, q_target) if need_dq_target else dqp  # never written without NEED_DQT
     rows_per_split, row_splits = _split(triton.cdiv(K, SPLIT_ALIGN), B)
-    dk = _partials(row_splits, keys)
+    dk = _partials(row_splits, keys) if need_dkeys else None
     with device_guard(qt):
         _backward_rows_kernel[lambda meta: (triton.cdiv(B, meta["BLOCK_B"]), key_splits)](
             qt, qp, k, lse_p, lse_q, kl, g, dqt, dqp, *common, keys_per_split,
             BLOCK_D=dot_block(D), PRECISION=dot_precision(qt.dtype), NEED_DQT=need_dq_target)
-        _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]), row_splits)](
-            qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=dot_block(D),
-            PRECISION=dot_precision(qt.dtype))
+        if need_dkeys:
+            _backward_keys_kernel[lambda meta: (triton.cdiv(K, meta["BLOCK_K"]), row_splits)](
+                qt, qp, k, lse_p, lse_q, kl, g, dk, *common, rows_per_split, BLOCK_D=dot_block(D),
+                PRECISION=dot_precision(qt.dtype))
 
     dq_target = _sum_splits(dqt, q_target.dtype) if need_dq_target else torch.zeros_like(qt)
-    return dq_target, _sum_splits(dqp, q_pred.dtype), _sum_splits(dk, keys.dtype)
+    dkeys = _sum_splits(dk, keys.dtype) if need_dkeys else torch.zeros_like(k)
+    return dq_target, _sum_splits(dqp, q_pred.dtype), dkeys
 
 
 @_similarity_kl_backward_op.register_fake
-def _(grad_kl, q_target, q_pred, keys, kl, lse_p, lse_q, tau, need_dq_target):
+def _(grad_kl, q_target, q_pred, keys, kl, lse_p, lse_q, tau, need_dq_target, need_dkeys):
     return (torch.empty_like(q_target, memory_format=torch.contiguous_format),
             torch.empty_like(q_pred, memory_format=torch.contiguous_format),
             torch.empty_like(keys, memory_format=torch.contiguous_format))
@@ -294,10 +313,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_kl, _grad_lse_p, _grad_lse_q):
     q_target, q_pred, keys, kl, lse_p, lse_q = ctx.saved_tensors
-    need_dq_target = ctx.needs_input_grad[0]
+    need_dq_target, need_dkeys = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
     dqt, dqp, dk = _similarity_kl_backward_op(grad_kl, q_target, q_pred, keys, kl, lse_p, lse_q,
-                                              ctx.tau, need_dq_target)
-    return (dqt if need_dq_target else None), dqp, dk, None
+                                              ctx.tau, need_dq_target, need_dkeys)
+    return (dqt if need_dq_target else None), dqp, (dk if need_dkeys else None), None
 
 
 _similarity_kl_op.register_autograd(_backward, setup_context=_setup_context)
@@ -322,3 +341,25 @@ def similarity_kl_triton(q_target, q_pred, keys, tau):
     dtype = torch.promote_types(torch.promote_types(q_target.dtype, q_pred.dtype), keys.dtype)
     kl, _, _ = _similarity_kl_op(q_target.to(dtype), q_pred.to(dtype), keys.to(dtype), float(tau))
     return kl.mean().to(dtype)
+
+
+def aot_cases(B=128, K=1024, D=256):
+    """The autotuned kernels at the model's shapes, fp32 and bf16 (igm_fast.kernels.aot)."""
+    from igm_fast.kernels.aot import Case
+
+    cases = []
+    for dtype in (torch.float32, torch.bfloat16):
+        q = torch.empty(0, device="meta", dtype=dtype)
+        stat = torch.empty(0, device="meta", dtype=torch.float32)
+        meta = {"BLOCK_D": dot_block(D), "PRECISION": dot_precision(dtype)}
+        name = f"{'fp32' if dtype == torch.float32 else 'bf16'} D={D}"
+        scalars = dict(B=B, K=K, D=D, stride_qt=D, stride_qp=D, stride_k=D, scale2=14.4)
+        cases.append(Case(f"similarity_kl fwd {name}", _forward_kernel, SPACE, _footprint,
+                          dict(qt_ptr=q, qp_ptr=q, k_ptr=q, part_ptr=stat, keys_per_split=64, **scalars), meta))
+        rows = dict(qt_ptr=q, qp_ptr=q, k_ptr=q, lse_p_ptr=stat, lse_q_ptr=stat, kl_ptr=stat, g_ptr=stat)
+        cases.append(Case(f"similarity_kl bwd rows {name}", _backward_rows_kernel, SPACE, _footprint,
+                          dict(**rows, dqt_ptr=q, dqp_ptr=q, inv_tau=10.0, keys_per_split=64, **scalars),
+                          {**meta, "NEED_DQT": False}))
+        cases.append(Case(f"similarity_kl bwd keys {name}", _backward_keys_kernel, SPACE, _footprint,
+                          dict(**rows, dk_ptr=q, inv_tau=10.0, rows_per_split=64, **scalars), meta))
+    return cases

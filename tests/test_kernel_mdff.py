@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from igm_fast.kernels import mdff as mdff_kernels
 from igm_fast.kernels.mdff import MAX_D, mdff_highpass_bwd, mdff_highpass_fwd, mdff_highpass_triton
 from igm_fast.ops import mdff_highpass
 from igm_fast.ops.mdff import mdff_highpass_reference
@@ -52,10 +53,11 @@ def test_forward_grad_and_lse_match_float64_reference(B, L, D):
     assert relative_error(out, ref_out) < 1e-4
     assert relative_error(dz, ref_dz) < 1e-4
 
-    lse = mdff_highpass_fwd(z, 0.5, scale)[1]
+    _, attn, lse = mdff_highpass_fwd(z, 0.5, scale)
     z64 = z.double()
-    torch.testing.assert_close(lse.double(), torch.logsumexp(scale * z64 @ z64.transpose(1, 2), dim=-1),
-                               rtol=1e-5, atol=1e-5)
+    scores = scale * z64 @ z64.transpose(1, 2)
+    torch.testing.assert_close(lse.double(), torch.logsumexp(scores, dim=-1), rtol=1e-5, atol=1e-5)
+    assert relative_error(attn, torch.softmax(scores, -1) @ z64) < 1e-4
 
 
 @pytest.mark.parametrize("eta", [2.0, -0.3])
@@ -111,6 +113,51 @@ def test_fp16_within_half_precision_of_reference():
     assert relative_error(dz, ref_dz) < 1e-2
 
 
+def bf16(t):
+    return t.bfloat16().float()
+
+
+@pytest.mark.parametrize("regime, eta", [("spread", 0.5), ("spread", 2.0), ("diagonal", 0.5), ("diagonal", 2.0)])
+def test_bf16_arithmetic_is_as_accurate_as_eager_bf16(regime, eta):
+    """The bf16 kernel's rounding (16-bit dot operands and outputs, fp32 accumulation), emulated
+    in fp32 (ROUND_BF16) where the interpreter cannot do bf16 dots, against float64, next to eager
+    PyTorch in bf16. "spread": low-norm tokens, near-uniform attention, O small next to z;
+    "diagonal": random tokens at D=128, attention close to the identity, O close to z. A Delta
+    taken from a 16-bit O or output fails the diagonal case with eta=2 (~3x eager's error)."""
+    B, L, D = 1, 200, 128
+    z = bf16((0.1 if regime == "spread" else 1.0) * torch.randn(B, L, D, device=DEVICE))
+    grad = bf16(torch.randn(B, L, D, device=DEVICE))
+    scale = D ** -0.5
+    out, attn, lse = mdff_kernels._forward(z, eta, scale, round_bf16=True)
+    dz = mdff_kernels._backward(grad, z, attn, lse, eta, scale, round_bf16=True)
+    ref_out, ref_dz = reference(z, eta, scale, grad)
+
+    z16 = z.bfloat16().requires_grad_()
+    eager_out = mdff_highpass_reference(z16, eta, scale)
+    (eager_dz,) = torch.autograd.grad(eager_out, z16, grad.bfloat16())
+    for got, eager, ref in ((bf16(out), eager_out.detach(), ref_out), (bf16(dz), eager_dz, ref_dz)):
+        assert relative_error(got, ref) <= relative_error(eager, ref)
+
+
+def test_autocast_runs_the_kernel_in_the_autocast_dtype(monkeypatch):
+    """Custom ops are not autocast by torch: the wrapper casts z as autocast would cast a matmul's
+    input (fp16 here: the interpreter reads bf16 dot operands wrongly; bf16 on CUDA takes the
+    same path). The gradient flows back to the fp32 input."""
+    seen = []
+    real = mdff_kernels._forward
+    monkeypatch.setattr(mdff_kernels, "_forward", lambda z, *a, **k: seen.append(z.dtype) or real(z, *a, **k))
+    z = torch.randn(2, 40, 32, device=DEVICE, requires_grad=True)
+    with torch.autocast(DEVICE, dtype=torch.float16):
+        out = mdff_highpass_triton(z, 0.5, 0.2)
+    (dz,) = torch.autograd.grad(out, z, torch.ones_like(out))
+    assert seen == [torch.float16] and out.dtype == torch.float16 and dz.dtype == torch.float32
+    ref_out, ref_dz = reference(z.half().float(), 0.5, 0.2, torch.ones_like(z))
+    assert relative_error(out, ref_out) < 1e-2
+    assert relative_error(dz, ref_dz) < 1e-2
+    mdff_highpass_triton(z, 0.5, 0.2)  # outside autocast: fp32
+    assert seen[-1] == torch.float32
+
+
 def test_empty_batch():
     z = torch.randn(0, 5, 32, device=DEVICE, requires_grad=True)
     out = mdff_highpass_triton(z, 0.5, 0.2)
@@ -128,8 +175,8 @@ def test_dispatcher_routes_to_kernel():
 def test_opcheck_forward_and_backward_ops():
     z = torch.randn(2, 9, 32, device=DEVICE, requires_grad=True)
     torch.library.opcheck(mdff_highpass_fwd, (z, 0.5, 0.2))
-    out, lse = mdff_highpass_fwd(z.detach(), 0.5, 0.2)
-    torch.library.opcheck(mdff_highpass_bwd, (torch.randn_like(out), z.detach(), out, lse, 0.5, 0.2))
+    out, attn, lse = mdff_highpass_fwd(z.detach(), 0.5, 0.2)
+    torch.library.opcheck(mdff_highpass_bwd, (torch.randn_like(out), z.detach(), attn, lse, 0.5, 0.2))
 
 
 @pytest.mark.parametrize("shape, dtype, error, words", [

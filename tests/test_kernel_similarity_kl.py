@@ -60,6 +60,26 @@ def test_detached_target_path_gives_the_same_gradients():
         assert_close_rel(g, g_ref, 1e-4)
 
 
+def test_detached_keys_skip_the_keys_kernel(monkeypatch):
+    """The model's call: keys = all_gather(g_x.detach()), q_target detached. Only dq_pred is
+    computed; the keys kernel must not run at all."""
+    import igm_fast.kernels.similarity_kl as kernels
+
+    class NotLaunched:
+        def __getitem__(self, grid):
+            raise AssertionError("the keys' gradient kernel ran for keys that need no gradient")
+
+    monkeypatch.setattr(kernels, "_backward_keys_kernel", NotLaunched())
+    q_target, q_pred, keys = features(40, 32), features(40, 32), features(70, 32)
+    pred = q_pred.clone().requires_grad_()
+    (dq_pred,) = torch.autograd.grad(similarity_kl_triton(q_target, pred, keys, 0.1), [pred])
+    exact = q_pred.double().requires_grad_()
+    (dq_ref,) = torch.autograd.grad(similarity_kl_reference(q_target.double(), exact, keys.double(), 0.1), [exact])
+    assert_close_rel(dq_pred, dq_ref, 1e-4)
+    with pytest.raises(AssertionError, match="keys' gradient kernel ran"):
+        torch.autograd.grad(similarity_kl_triton(q_target, pred, keys.clone().requires_grad_(), 0.1), [pred])
+
+
 def test_large_logits_at_small_tau_stay_exact():
     """Unnormalised rows at tau 0.05: logits in the hundreds (exp would overflow fp32), softmaxes
     nearly one-hot, KL in the hundreds. (Far beyond, with KL in the thousands, dq_target is
@@ -146,10 +166,10 @@ def test_opcheck_forward_and_backward_ops():
     torch.library.opcheck(torch.ops.igm_fast.similarity_kl.default, (q_target, q_pred, keys, 0.1))
     kl, lse_p, lse_q = torch.ops.igm_fast.similarity_kl(q_target, q_pred, keys, 0.1)
     grad = torch.rand(12, device=DEVICE)
-    for need_dq_target in (True, False):
+    for need_dq_target, need_dkeys in ((True, True), (False, True), (False, False)):
         torch.library.opcheck(torch.ops.igm_fast.similarity_kl_backward.default,
                               (grad, q_target.detach(), q_pred.detach(), keys.detach(), kl.detach(), lse_p, lse_q,
-                               0.1, need_dq_target))
+                               0.1, need_dq_target, need_dkeys))
 
 
 @needs_cuda
