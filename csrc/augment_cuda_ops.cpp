@@ -22,6 +22,7 @@ SampleParamsTensors augment_sample_params_cuda(const at::Tensor& valid_len, cons
                                                double shear, double joint_mask_p, int64_t num_joints, int64_t min_crop) {
   check_sample_params_args(valid_len, indices, p_min, p_max, theta, shear, joint_mask_p, num_joints, min_crop);
   const c10::cuda::CUDAGuard guard(valid_len.device());
+  check_valid_lengths_on_device(valid_len);
   auto valid = valid_len.contiguous();
   auto index = indices.contiguous();
   auto out = empty_sample_params(valid_len, num_joints);

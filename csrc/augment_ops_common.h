@@ -32,6 +32,16 @@ inline void check_sample_params_args(const at::Tensor& valid_len, const at::Tens
   TORCH_CHECK(min_crop >= 1, "augment_sample_params: min_crop must be >= 1, got ", min_crop);
 }
 
+// Every sample needs a valid frame, on every device. On CUDA this reads back one reduction (a
+// sync), so that a bad length raises the CPU path's error instead of being clamped in the kernel.
+inline void check_valid_lengths_on_device(const at::Tensor& valid_len) {
+  if (valid_len.numel() == 0) return;
+  const int64_t i = valid_len.argmin().item<int64_t>();
+  const int64_t v = valid_len[i].item<int64_t>();
+  TORCH_CHECK(v >= 1, "augment_sample_params: valid_len[", i, "] = ", v,
+              "; every sample needs at least one valid frame");
+}
+
 // Uninitialised outputs for n samples, on valid_len's device.
 inline SampleParamsTensors empty_sample_params(const at::Tensor& valid_len, int64_t num_joints) {
   const auto n = valid_len.size(0);

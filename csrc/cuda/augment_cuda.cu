@@ -28,9 +28,8 @@ __global__ void sample_params_kernel(const int64_t* __restrict__ valid_len, cons
                                      int64_t num_joints, int64_t min_crop, SampleParamsOut out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  // valid_len >= 1 is the caller's contract (checked on the host where the lengths live).
-  const int64_t valid = valid_len[i] > 0 ? valid_len[i] : 1;
-  const auto s = igm_aug::sample_params(valid, seed, epoch, indices[i], center, p_min, p_max, theta, min_crop);
+  // valid_len >= 1: checked by the host wrapper (check_valid_lengths_on_device), as on the CPU.
+  const auto s = igm_aug::sample_params(valid_len[i], seed, epoch, indices[i], center, p_min, p_max, theta, min_crop);
   const auto e = igm_aug::sample_extras(seed, epoch, indices[i], shear);
   out.start[i] = s.start;
   out.length[i] = s.length;
