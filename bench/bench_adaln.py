@@ -1,5 +1,5 @@
 """AdaLN modulate and gated residual, forward and forward+backward: Triton vs the eager references
-vs torch.compile(reference), at the generator's paper-scale activations (B = 128 bodies,
+vs torch.compile(reference), at the generator's paper-scale activations (B = 256 bodies,
 L = 750 tokens, D = 256), parameters per sample (B, 1, D) and per token (B, L, D).
 
 GB/s is effective bandwidth: the bytes a fused implementation must move at least (every input
@@ -12,7 +12,7 @@ import torch
 from bench.common import peak_memory_mb, report, require_cuda, time_ms
 from igm_fast.ops.adaln import adaln_modulate_reference, gated_residual_reference
 
-B, L, D = 128, 750, 256
+B, L, D = 256, 750, 256
 
 
 def min_bytes(op, mode, per_token, itemsize):

@@ -1,9 +1,10 @@
 """similarity_kl forward and forward+backward: Triton vs the eager reference vs
-torch.compile(reference), at the global batch sizes of pretraining (B = K, D = 256).
+torch.compile(reference), at the model's global batch sizes (B = K = 128, the paper preset on one
+GPU, and 1024, D = 256).
 
-The model's call: q_target detached (the clean branch is the target), gradients to q_pred and
-keys. TFLOP/s counts the six B x K x D products of forward + backward that the eager
-reference computes (the fused kernels recompute the logits, which is not counted).
+The model's call: q_target and keys detached (the clean branch is the target; keys are
+all_gather(g_x.detach())), the gradient goes to q_pred only. TFLOP/s counts the B x K x D products
+the eager reference computes (the fused kernels recompute the logits, which is not counted).
 """
 import pytest
 import torch
@@ -17,7 +18,7 @@ D = 256
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("B", [1024, 4096])
+@pytest.mark.parametrize("B", [128, 1024])
 def test_similarity_kl(B, dtype):
     require_cuda()
     from igm_fast.kernels.similarity_kl import similarity_kl_triton
@@ -25,10 +26,10 @@ def test_similarity_kl(B, dtype):
     K = B
     q_target = F.normalize(torch.randn(B, D, device="cuda"), dim=-1).to(dtype)
     q_pred = F.normalize(torch.randn(B, D, device="cuda"), dim=-1).to(dtype).requires_grad_()
-    keys = F.normalize(torch.randn(K, D, device="cuda"), dim=-1).to(dtype).requires_grad_()
+    keys = F.normalize(torch.randn(K, D, device="cuda"), dim=-1).to(dtype)
     impls = {"triton": similarity_kl_triton, "eager": similarity_kl_reference,
              "compile": torch.compile(similarity_kl_reference, fullgraph=True)}
-    for mode, flops in (("fwd", 2 * 2 * B * K * D), ("fwd+bwd", 6 * 2 * B * K * D)):
+    for mode, flops in (("fwd", 2 * 2 * B * K * D), ("fwd+bwd", 4 * 2 * B * K * D)):
         rows = {}
         for name, fn in impls.items():
             if mode == "fwd":
@@ -37,7 +38,7 @@ def test_similarity_kl(B, dtype):
                         return fn(q_target, q_pred, keys, TAU)
             else:
                 def step(fn=fn):
-                    return torch.autograd.grad(fn(q_target, q_pred, keys, TAU), [q_pred, keys])
+                    return torch.autograd.grad(fn(q_target, q_pred, keys, TAU), [q_pred])
             step()  # compile / autotune outside the timing
             ms, q20, q80 = time_ms(step)
             rows[name] = {"ms": ms, "q20_ms": q20, "q80_ms": q80, "TFLOP/s": flops / ms / 1e9,
