@@ -1,17 +1,22 @@
-"""NW-UCLA real-data benchmark: pretrain IGM on views 1+2, evaluate on view 3, one markdown table.
+"""NW-UCLA real-data benchmark: pretrain IGM, evaluate the frozen encoder, one markdown table + JSON.
 
-    .venv/bin/python bench/ucla_benchmark.py [--raw ../shared/data/nw_ucla/all_sqe] [--out runs/ucla_benchmark]
-    .venv/bin/python bench/ucla_benchmark.py --tiny      # 1 epoch per stage: checks the pipeline
+    .venv/bin/python bench/ucla_benchmark.py [--seed N] [--raw ../shared/data/nw_ucla/all_sqe] [--out DIR]
+    .venv/bin/python bench/ucla_benchmark.py --protocol val           # choose settings: view 1 -> view 2
+    .venv/bin/python bench/ucla_benchmark.py --ablation               # the loss ablation (one pretrain each)
+    .venv/bin/python bench/ucla_benchmark.py --tiny                   # 1 epoch per stage: checks the pipeline
 
+Protocols: `test` = the standard one (train views 1+2, test view 3: dataset `ucla`); `val` =
+train view 1, validate on view 2 (dataset `ucla-val`), the only one to choose settings on.
 Stages (each a plain CLI command, printed before it runs, timed):
   1. python -m igm_fast.data.prepare ucla --raw RAW --out OUT/data          (skipped when present)
-  2. python -m igm_fast.train --config configs/ucla_pretrain.yaml --data-root OUT/data --out OUT/pretrain
+  2. python -m igm_fast.train --config configs/ucla_pretrain.yaml ...        IGM pretraining
   3. python -m igm_fast.eval --protocol knn,linear --config configs/ucla_eval.yaml   pretrained encoder
   4. the same with --init random                                  lower reference: random-init encoder
   5. python -m igm_fast.eval --protocol finetune --init random --config configs/ucla_supervised.yaml
                                                          upper reference: same encoder, supervised from scratch
+--ablation replaces 2-3 by one pretrain + frozen eval per variant of ABLATION (and skips 5).
 The table (top-1 / top-5 of the LAST epoch, mean class accuracy, wall time per stage) goes to
-OUT/ucla_benchmark.md and stdout. Presets are sized for a 2-core CPU: <= 30 minutes when idle.
+OUT/ucla_benchmark.md, the numbers to OUT/ucla_benchmark.json, both printed.
 """
 import argparse
 import json
@@ -26,10 +31,19 @@ from pathlib import Path
 
 import torch
 
-from igm_fast.io import atomic_write_text
+from igm_fast.io import atomic_write_json, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
+DATASETS = {"test": "ucla", "val": "ucla-val"}
 TINY = {"train": ["--epochs", "1"], "linear": ["--set", "linear_epochs=1"], "finetune": ["--set", "finetune_epochs=1"]}
+# variant -> pretraining overrides (same budget each; issue 9's ablation)
+ABLATION = {
+    "MacDiff objective alone (idempotency weights 0)": ["lambda_feat=0", "lambda_dist=0"],
+    "feature idempotency only": ["lambda_dist=0"],
+    "distribution idempotency only": ["lambda_feat=0"],
+    "full IGM": [],
+    "full IGM without MDFF (eta 0)": ["mdff_eta=0"],
+}
 
 
 def stage(name, argv, log):
@@ -50,69 +64,91 @@ def results(run):
     return json.loads((run / "eval_summary.json").read_text())["results"]
 
 
-def table(out, walls, tiny, load):
-    frozen = {"random-init encoder (lower reference)": ("eval_random", walls["eval random"]),
-              "IGM pretrained encoder": ("eval_igm", walls["eval igm"])}
-    rows = ["| encoder | protocol | top-1 | top-5 | mean class acc | wall (s) |", "|---|---|---|---|---|---|"]
-    for label, (run, wall) in frozen.items():
-        res = results(out / run)
-        knn, lin = res["knn"], res["linear"]
-        rows.append(f"| {label} | KNN (k=20) | {knn['top1']:.2f} | {knn['top5']:.2f} | {knn['mean_class']:.2f} "
-                    f"| {wall:.0f} |")
-        rows.append(f"| {label} | KNN k=1 (retrieval) | {knn['retrieval_top1']:.2f} | - | - | |")
-        rows.append(f"| {label} | linear probe | {lin['top1']:.2f} | {lin['top5']:.2f} | {lin['mean_class']:.2f} | |")
-    sup = results(out / "supervised")["finetune"]
-    rows.append(f"| same encoder, supervised from scratch (upper reference) | finetune | {sup['top1']:.2f} | "
-                f"{sup['top5']:.2f} | {sup['mean_class']:.2f} | {walls['supervised']:.0f} |")
-    total = sum(walls.values())
-    header = [
-        f"# NW-UCLA benchmark{' (--tiny smoke run: 1 epoch per stage, numbers meaningless)' if tiny else ''}",
-        "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPU cores, "
-        f"torch {torch.__version__}, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
-        f"load average at start {load:.1f}.",
-        "Train: views 1+2 (1,020 sequences); test: view 3 (464). Top-1 / top-5 of the last epoch (percent).",
-        f"Pretraining: {walls['pretrain']:.0f} s (configs/ucla_pretrain.yaml); whole benchmark {total:.0f} s "
-        f"({total / 60:.1f} min).",
-        "",
-        f"Command: `.venv/bin/python bench/ucla_benchmark.py{' --tiny' if tiny else ''}`",
-        "",
-    ]
-    return "\n".join(header + rows) + "\n"
+def frozen_rows(label, res, wall):
+    knn, lin = res["knn"], res["linear"]
+    return [f"| {label} | KNN (k=20) | {knn['top1']:.2f} | {knn['top5']:.2f} | {knn['mean_class']:.2f} | {wall} |",
+            f"| {label} | KNN k=1 (retrieval) | {knn['retrieval_top1']:.2f} | - | - | |",
+            f"| {label} | linear probe | {lin['top1']:.2f} | {lin['top5']:.2f} | {lin['mean_class']:.2f} | |"]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "nw_ucla" / "all_sqe"),
                    help="the CTR-GCN json release (all_sqe/*.json)")
-    p.add_argument("--out", default=str(REPO / "runs" / "ucla_benchmark"))
+    p.add_argument("--out", help="default runs/ucla_benchmark[_val][_ablation]_seedN")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocol", choices=tuple(DATASETS), default="test")
+    p.add_argument("--ablation", action="store_true", help="pretrain + frozen eval for each variant of ABLATION")
     p.add_argument("--tiny", action="store_true", help="1 epoch per stage: a quick check of the pipeline")
     args = p.parse_args(argv)
-    out = Path(args.out).resolve()
-    data = out / "data"
+    suffix = f"{'_val' if args.protocol == 'val' else ''}{'_ablation' if args.ablation else ''}_seed{args.seed}"
+    out = Path(args.out or REPO / "runs" / f"ucla_benchmark{suffix}").resolve()
+    data, dataset = out / "data", DATASETS[args.protocol]
     out.mkdir(parents=True, exist_ok=True)
     extra = TINY if args.tiny else {key: [] for key in TINY}
-    walls = {}
-    load = os.getloadavg()[0]
-    if not (data / "ucla" / "meta.json").is_file():
+    walls, load = {}, os.getloadavg()[0]
+    if not (data / dataset / "meta.json").is_file():
         walls["prepare"] = stage("prepare", ["igm_fast.data.prepare", "ucla", "--raw", args.raw, "--out", str(data)],
                                  out / "prepare.log")
-    common = ["--dataset", "ucla", "--data-root", str(data)]
-    walls["pretrain"] = stage("pretrain", ["igm_fast.train", "--config", "configs/ucla_pretrain.yaml", *common,
-                                           "--out", str(out / "pretrain"), *extra["train"]], out / "pretrain.log")
-    encoder = ["--encoder", str(out / "pretrain" / "encoder.pt"), *common]
-    frozen = ["igm_fast.eval", "--protocol", "knn,linear", "--config", "configs/ucla_eval.yaml", *encoder]
-    walls["eval igm"] = stage("eval igm", [*frozen, "--out", str(out / "eval_igm"), *extra["linear"]],
-                              out / "eval_igm.log")
-    walls["eval random"] = stage("eval random", [*frozen, "--init", "random", "--out", str(out / "eval_random"),
-                                                 *extra["linear"]], out / "eval_random.log")
-    walls["supervised"] = stage("supervised", ["igm_fast.eval", "--protocol", "finetune", "--init", "random",
-                                               "--config", "configs/ucla_supervised.yaml", *encoder,
-                                               "--out", str(out / "supervised"), *extra["finetune"]],
-                                out / "supervised.log")
-    report = table(out, walls, args.tiny, load)
-    atomic_write_text(report, out / "ucla_benchmark.md")
-    print("\n" + report + f"\nwritten to {out / 'ucla_benchmark.md'}")
+    common = ["--dataset", dataset, "--data-root", str(data), "--seed", str(args.seed)]
+
+    def pretrain(run, overrides):
+        sets = ["--set", *overrides] if overrides else []
+        walls[f"pretrain {run}"] = stage(f"pretrain {run}", [
+            "igm_fast.train", "--config", "configs/ucla_pretrain.yaml", *common, "--out", str(out / run),
+            *sets, *extra["train"]], out / f"{run}.log")
+        return out / run / "encoder.pt"
+
+    def frozen(run, encoder, init="pretrained"):
+        walls[f"eval {run}"] = stage(f"eval {run}", [
+            "igm_fast.eval", "--protocol", "knn,linear", "--config", "configs/ucla_eval.yaml", "--init", init,
+            "--encoder", str(encoder), *common, "--out", str(out / run), *extra["linear"]], out / f"{run}.log")
+        return results(out / run)
+
+    report = {"protocol": args.protocol, "dataset": dataset, "seed": args.seed, "tiny": args.tiny, "results": {}}
+    rows = ["| encoder | protocol | top-1 | top-5 | mean class acc | wall (s) |", "|---|---|---|---|---|---|"]
+    if args.ablation:
+        encoder = None
+        for i, (label, overrides) in enumerate(ABLATION.items()):
+            encoder = pretrain(f"pretrain_{i}", overrides)
+            res = report["results"][label] = frozen(f"eval_{i}", encoder)
+            rows += frozen_rows(label, res, f"{walls[f'pretrain pretrain_{i}'] + walls[f'eval eval_{i}']:.0f}")
+    else:
+        encoder = pretrain("pretrain", [])
+        res = report["results"]["IGM pretrained encoder"] = frozen("eval_igm", encoder)
+        rows += frozen_rows("IGM pretrained encoder", res, f"{walls['pretrain pretrain'] + walls['eval eval_igm']:.0f}")
+    res = report["results"]["random-init encoder (lower reference)"] = frozen("eval_random", encoder, "random")
+    rows += frozen_rows("random-init encoder (lower reference)", res, f"{walls['eval eval_random']:.0f}")
+    if not args.ablation:
+        walls["supervised"] = stage("supervised", [
+            "igm_fast.eval", "--protocol", "finetune", "--init", "random", "--config", "configs/ucla_supervised.yaml",
+            "--encoder", str(encoder), *common, "--out", str(out / "supervised"), *extra["finetune"]],
+            out / "supervised.log")
+        sup = report["results"]["supervised from scratch (upper reference)"] = results(out / "supervised")["finetune"]
+        rows.append(f"| same encoder, supervised from scratch (upper reference) | finetune | {sup['top1']:.2f} | "
+                    f"{sup['top5']:.2f} | {sup['mean_class']:.2f} | {walls['supervised']:.0f} |")
+    total = sum(walls.values())
+    split = "view 1 -> view 2 (validation)" if args.protocol == "val" else "views 1+2 -> view 3 (test)"
+    report.update(walls_s={k: round(v, 1) for k, v in walls.items()}, total_s=round(total, 1),
+                  torch=torch.__version__, cpu_count=os.cpu_count(), load_at_start=round(load, 2))
+    command = f".venv/bin/python bench/ucla_benchmark.py --seed {args.seed} --protocol {args.protocol}" \
+              f"{' --ablation' if args.ablation else ''}{' --tiny' if args.tiny else ''}"
+    header = [
+        f"# NW-UCLA benchmark{' (--tiny smoke run: 1 epoch per stage, numbers meaningless)' if args.tiny else ''}",
+        "",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}, device {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+        f"load average at start {load:.1f}, seed {args.seed}.",
+        f"Protocol: {split}. Top-1 / top-5 of the last epoch (percent).",
+        f"Whole run {total:.0f} s ({total / 60:.1f} min).",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    text = "\n".join(header + rows) + "\n"
+    atomic_write_text(text, out / "ucla_benchmark.md")
+    atomic_write_json(report, out / "ucla_benchmark.json")
+    print("\n" + text + f"\nwritten to {out / 'ucla_benchmark.md'} and ucla_benchmark.json")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ One straight loop (nanoGPT style): config -> distributed setup -> data -> model 
 """
 import argparse
 import json
-import math
 import random
 import time
 from datetime import datetime
@@ -25,6 +24,7 @@ from igm_fast.data.dataset import load_split
 from igm_fast.data.loader import AUG_DEFAULTS, SkeletonLoader, augmentation
 from igm_fast.eval.protocols import evaluate
 from igm_fast.io import InputError, atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
+from igm_fast.lr_schedule import warmup_cosine
 from igm_fast.model.encoder import Encoder, save_encoder
 from igm_fast.model.igm import IGM
 from igm_fast.viz.curves import plot_curves
@@ -122,14 +122,6 @@ def resolve_config(args):
     if unknown:
         raise InputError(f"eval: unknown protocols {unknown}; expected knn, linear or none")
     return cfg, ckpt
-
-
-def lr_factor(step, warmup_steps, total_steps, min_ratio):
-    """Per-iteration linear warmup, then cosine decay to min_lr (multiplier of the base lr)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def param_groups(model, weight_decay):
@@ -245,7 +237,7 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(param_groups(model, cfg["weight_decay"]), lr=cfg["lr"],
                                   betas=(cfg["beta1"], cfg["beta2"]))
     total_steps = cfg["epochs"] * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(
         s, cfg["warmup_epochs"] * steps_per_epoch, total_steps, cfg["min_lr"] / cfg["lr"]))
     start_epoch, step = 0, 0
     if ckpt is not None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from igm_fast.data.skeletons import NTU25, UCLA20, to_stream
-from igm_fast.eval.finetune import Classifier, param_groups, warmup_cosine
+from igm_fast.eval.finetune import Classifier, param_groups
 from igm_fast.eval.fusion import fuse, write_scores
 from igm_fast.eval.knn import knn_scores
 from igm_fast.eval.linear import fit_linear, shuffled
@@ -171,20 +171,13 @@ def test_layer_decay_groups():
     model = Classifier(encoder, num_classes=4, hidden=32)
     groups = param_groups(model, weight_decay=0.05, layer_decay=0.8)
     where = {id(p): g for g in groups for p in g["params"]}
-    assert where[id(encoder.patch_embed.weight)]["lr_scale"] == pytest.approx(0.8 ** 4)
+    assert where[id(encoder.tokenizer.patch_embed.weight)]["lr_scale"] == pytest.approx(0.8 ** 4)
     assert where[id(encoder.blocks[1].attn.qkv.weight)]["lr_scale"] == pytest.approx(0.8 ** 2)
     assert where[id(encoder.blocks[2].mlp.fc1.weight)]["lr_scale"] == pytest.approx(0.8)
     assert where[id(encoder.norm.weight)]["lr_scale"] == 1.0
     assert where[id(model.head[0].weight)]["lr_scale"] == 1.0
     assert where[id(model.head[0].weight)]["weight_decay"] == 0.05
-    for p in (encoder.blocks[0].attn.qkv.bias, encoder.norm.weight, encoder.time_pos, encoder.joint_pos):
+    tok = encoder.tokenizer
+    for p in (encoder.blocks[0].attn.qkv.bias, encoder.norm.weight, tok.time_pos, tok.joint_pos):
         assert where[id(p)]["weight_decay"] == 0.0
     assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
-
-
-def test_warmup_cosine_endpoints():
-    assert warmup_cosine(0, 100, 10, 1.0, 0.1) == 0.0
-    assert warmup_cosine(5, 100, 10, 1.0, 0.1) == 0.5
-    assert warmup_cosine(10, 100, 10, 1.0, 0.1) == 1.0
-    assert warmup_cosine(55, 100, 10, 1.0, 0.1) == pytest.approx(0.55)
-    assert warmup_cosine(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from igm_fast.model.encoder import patchify
-from igm_fast.model.igm import IGM, feature_idempotency
+from igm_fast.model.igm import IGM, feature_idempotency, uniformity
 from igm_fast.ops import similarity_kl
 
 
@@ -22,6 +22,16 @@ def test_feature_idempotency_hand_case():
     g_hat = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.8, 0.6]])
     # 1 - cos: 1, 0, 1 - 0.96
     assert feature_idempotency(g_x, g_hat).item() == approx((1 + 0 + 0.04) / 3)
+
+
+def test_uniformity_hand_case():
+    # unit tokens (1,0), (0,1), (-1,0): squared distances 2, 4, 2 -> ordered pairs 2,4,2,2,4,2 (t = 2)
+    row = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    want_row = math.log((4 * math.exp(-4) + 2 * math.exp(-8)) / 6)
+    # a second row: two identical directions (distance 0) and scale changes (the tokens are normalised)
+    row2 = torch.tensor([[2.0, 0.0], [3.0, 0.0], [0.0, 0.5]])  # distances 0, 2, 2
+    want_row2 = math.log((2 * 1 + 4 * math.exp(-4)) / 6)
+    assert uniformity(torch.stack([row, row2])).item() == approx((want_row + want_row2) / 2)
 
 
 def test_distribution_loss_hand_case():
@@ -59,8 +69,9 @@ def capture(model):
 
 def test_model_losses_match_an_independent_recomputation():
     torch.manual_seed(0)
+    mean, std = torch.tensor([0.1, -0.2, 0.3]), torch.tensor([0.5, 2.0, 1.5])
     model = IGM(V, T, TP, D, 1, 2, gen_depth=1, mask_ratio=0.5, lambda_feat=0.7, lambda_dist=1.3, tau=0.2,
-                kernels="eager")
+                lambda_uni=0.3, kernels="eager", input_mean=mean.tolist(), input_std=std.tolist())
     with torch.no_grad():  # a generator that predicts something non-trivial
         for p in model.generator.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -70,13 +81,21 @@ def test_model_losses_match_an_independent_recomputation():
     losses = model(x)
 
     x_t, t, cond, eps_hat = seen["generator"]
-    x0 = patchify(x, TP).double()
+    assert (t.view(N, M) == t.view(N, M)[:, :1]).all()  # one timestep per sample, shared by its bodies
+    x0 = patchify((x - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1), TP).double()  # standardised target
     abar = (model.diffusion.sqrt_abar.double()[t] ** 2).view(-1, 1, 1)
     eps = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()  # the noise that was drawn
     gen = ((eps_hat - eps) ** 2).mean()
     assert losses["loss_gen"].item() == approx(gen.item())
 
     clean, reencoded = seen["encoder"]
+    u = F.normalize(clean, dim=-1)
+    K = u.shape[1]
+    pair_sq = torch.cdist(u, u) ** 2
+    off = ~torch.eye(K, dtype=torch.bool)
+    uni = torch.stack([torch.exp(-2 * d[off]).mean().log() for d in pair_sq]).mean()
+    assert losses["loss_uni"].item() == approx(uni.item())
+
     g_x = F.normalize(clean.reshape(N, -1, D).mean(1), dim=-1)
     g_hat = F.normalize(reencoded.reshape(N, -1, D).mean(1), dim=-1)
     feat = (1 - (g_x * g_hat).sum(-1)).mean()
@@ -88,7 +107,57 @@ def test_model_losses_match_an_independent_recomputation():
         q = torch.softmax(g_x @ g_hat[i] / 0.2, 0)
         kl += (p * (p / q).log()).sum() / N
     assert losses["loss_dist"].item() == approx(kl.item())
-    assert losses["loss"].item() == approx(gen.item() + 0.7 * feat.item() + 1.3 * kl.item())
+    want = gen.item() + 0.3 * uni.item() + 0.7 * feat.item() + 1.3 * kl.item()
+    assert losses["loss"].item() == approx(want)
+
+
+def perturbed_model(**kwargs):
+    torch.manual_seed(0)
+    model = IGM(V, T, TP, D, 1, 2, gen_depth=1, mask_ratio=0.5, kernels="eager", **kwargs)
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_condition_dropout_zeroes_the_condition_in_training_only():
+    model = perturbed_model(cond_drop=1.0)
+    seen = capture(model)
+    x = torch.randn(2, 3, T, V, 2)
+    model(x)
+    dropped = model.adapter(torch.zeros(4, T // TP * V, D)).detach().double()
+    assert torch.allclose(seen["generator"][2], dropped)
+    model.eval()
+    model(x)
+    assert not torch.allclose(seen["generator"][2], dropped)  # eval: the encoder's condition
+
+
+def test_idempotency_scores_only_samples_below_ide_max_t():
+    model = perturbed_model(ide_max_t=600)
+    model.diffusion.sample_t = lambda n, device: torch.tensor([10, 700, 300, 999])[:n]
+    seen = capture(model)
+    N, M = 4, 2
+    losses = model(torch.randn(N, 3, T, V, M))
+    clean, reencoded = seen["encoder"]
+    assert reencoded.shape[0] == 2 * M  # samples 0 and 2 only
+    g_x = F.normalize(clean.reshape(N, -1, D).mean(1), dim=-1)[[0, 2]]
+    g_hat = F.normalize(reencoded.reshape(2, -1, D).mean(1), dim=-1)
+    assert losses["loss_feat"].item() == approx((1 - (g_x * g_hat).sum(-1)).mean().item())
+    model.diffusion.sample_t = lambda n, device: torch.full((n,), 800)
+    losses = model(torch.randn(N, 3, T, V, M))
+    assert losses["loss_feat"].item() == 0 and losses["loss_dist"].item() == 0
+
+
+@pytest.mark.parametrize("reencode, tokens, mask_draws", [("same", 5, 1), ("fresh", 5, 2), ("all", 10, 1)])
+def test_reencode_sees_the_chosen_tokens(reencode, tokens, mask_draws):
+    model = perturbed_model(ide_reencode=reencode)
+    draws = []
+    sample_keep = model.encoder.sample_keep
+    model.encoder.sample_keep = lambda *a, **k: draws.append(sample_keep(*a, **k)) or draws[-1]
+    seen = capture(model)
+    model(torch.randn(2, 3, T, V, 2))
+    clean, reencoded = seen["encoder"]
+    assert clean.shape[1] == 5 and reencoded.shape[1] == tokens and len(draws) == mask_draws
 
 
 def test_masked_only_noise_loss_ignores_visible_tokens():
@@ -125,7 +194,7 @@ def test_stop_gradient_target_changes_only_the_clean_branch_gradient():
                     kernels="eager")
         torch.manual_seed(1)
         model(x)["loss_feat"].backward()
-        grads[stop] = model.encoder.patch_embed.weight.grad.clone()
+        grads[stop] = model.encoder.tokenizer.patch_embed.weight.grad.clone()
     assert not torch.allclose(grads[True], grads[False])
 
 

@@ -16,7 +16,7 @@ import yaml
 from igm_fast.data.dataset import generate_synth
 from igm_fast.io import InputError
 from igm_fast.model.encoder import load_encoder
-from igm_fast.train import DEFAULTS, lr_factor, main, param_groups, parse_args, resolve_config
+from igm_fast.train import DEFAULTS, main, param_groups, parse_args, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,14 +126,6 @@ def test_cli_overrides_yaml_overrides_defaults(tmp_path):
     default, _ = resolve_config(parse_args([]))  # no arguments: synth with the cpu-small preset
     small = yaml.safe_load((REPO / "configs" / "cpu-small.yaml").read_text())
     assert default["dataset"] == "synth" and default["dim"] == small["dim"] and default["device"] == "auto"
-
-
-def test_lr_schedule_warms_up_linearly_then_follows_cosine():
-    warmup, total, floor = 10, 110, 0.1
-    assert [lr_factor(s, warmup, total, floor) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
-    assert lr_factor(10, warmup, total, floor) == 1.0
-    assert lr_factor(60, warmup, total, floor) == pytest.approx(floor + (1 - floor) * 0.5)
-    assert lr_factor(110, warmup, total, floor) == pytest.approx(floor)
 
 
 def test_weight_decay_applies_to_matrices_only():

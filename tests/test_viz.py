@@ -120,7 +120,7 @@ def test_denoise(tmp_path, synth_root):
 
     cfg = {**DEFAULTS, "dataset": "synth", "data_root": str(synth_root), "out_frames": 16, "dim": 16, "depth": 1,
            "heads": 2, "gen_depth": 1, "kernels": "eager"}
-    model = build_model(cfg, 25)
+    model = build_model(cfg, {"num_joints": 25, "input_mean": [0.1, -0.2, 0.0], "input_std": [0.5, 0.4, 0.3]})
     atomic_torch_save({"config": cfg, "model": model.state_dict(), "encoder_config": model.encoder.config},
                       tmp_path / "checkpoint_last.pt")
     main(["denoise", str(tmp_path), "--t", "100", "--index", "1"])

@@ -2,7 +2,6 @@
 label smoothing, per-iteration linear warmup then cosine decay. Also the engine of the semi-
 supervised and transfer protocols, which only change the training split.
 """
-import math
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,7 @@ from igm_fast.data.loader import SkeletonLoader
 from igm_fast.data.skeletons import to_stream
 from igm_fast.eval.features import cat_gather
 from igm_fast.eval.metrics import accuracy_report, topk_accuracy
+from igm_fast.lr_schedule import warmup_cosine
 
 
 HEADS = ("mlp", "mamp")
@@ -67,12 +67,6 @@ def param_groups(model, weight_decay, layer_decay):
                            "lr_scale": layer_decay ** (depth + 1 - layer)}
         groups[key]["params"].append(p)
     return list(groups.values())
-
-
-def warmup_cosine(step, total, warmup, lr, min_lr):
-    if step < warmup:
-        return lr * step / warmup
-    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 @torch.no_grad()
@@ -129,8 +123,8 @@ def finetune(encoder, train_split, test_split, *, device, epochs=100, batch_size
         for i, (x, y, _) in enumerate(bar):
             if len(y) < 2:  # a trailing batch of one: BatchNorm cannot train on it
                 continue
-            step_lr = warmup_cosine(epoch * steps_per_epoch + i, epochs * steps_per_epoch,
-                                    warmup_epochs * steps_per_epoch, lr, min_lr)
+            step_lr = lr * warmup_cosine(epoch * steps_per_epoch + i, warmup_epochs * steps_per_epoch,
+                                         epochs * steps_per_epoch, min_lr / lr)
             for group in opt.param_groups:
                 group["lr"] = step_lr * group["lr_scale"]
             loss = F.cross_entropy(train_model(x), y, label_smoothing=label_smoothing)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from igm_fast.io import InputError, atomic_torch_save, load_checkpoint
-from igm_fast.model.layers import Attention, DropPath, Mlp, TimestepEmbedder, init_linear
+from igm_fast.model.layers import Attention, DropPath, Mlp, SkeletonTokenizer, TimestepEmbedder, init_linear
 
 ENCODER_FORMAT = "igm_fast-encoder"
 
@@ -81,9 +81,7 @@ class Encoder(nn.Module):
         self.register_buffer("input_std", torch.tensor(input_std).view(1, 3, 1, 1, 1), persistent=False)
         self.t_patch = t_patch
         self.num_tokens = (num_frames // t_patch) * num_joints
-        self.patch_embed = nn.Linear(3 * t_patch, dim)
-        self.time_pos = nn.Parameter(torch.zeros(1, num_frames // t_patch, 1, dim))
-        self.joint_pos = nn.Parameter(torch.zeros(1, 1, num_joints, dim))
+        self.tokenizer = SkeletonTokenizer(num_joints, num_frames, t_patch, dim)
         # Re-encoding the one-step estimate x0_hat tells the encoder its noise level t (IGM's t').
         self.t_embedder = TimestepEmbedder(dim)
         rates = torch.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
@@ -93,8 +91,6 @@ class Encoder(nn.Module):
 
     def initialize_weights(self):
         self.apply(init_linear)
-        nn.init.trunc_normal_(self.time_pos, std=0.02)
-        nn.init.trunc_normal_(self.joint_pos, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
         # Zero output layer: at initialisation the timestep embedding changes nothing.
         nn.init.zeros_(self.t_embedder.mlp[2].weight)
@@ -104,8 +100,9 @@ class Encoder(nn.Module):
         """(N, 3, T, V, M) skeletons in dataset units -> standardised per axis."""
         return (x - self.input_mean) / self.input_std
 
-    def pos_embed(self):
-        return (self.time_pos + self.joint_pos).flatten(1, 2)  # (1, L, D), time-major
+    def denormalize(self, x):
+        """Inverse of normalize: standardised (N, 3, T, V, M) -> dataset units."""
+        return x * self.input_std + self.input_mean
 
     def sample_keep(self, rows, mask_ratio, device, generator=None):
         """MAE-style random masking: indices (rows, K) of the visible tokens of each row, sorted."""
@@ -119,7 +116,7 @@ class Encoder(nn.Module):
 
     def encode_patches(self, patches, keep=None, t=None):
         """patches (B, L, 3*t_patch) -> tokens (B, K, D) of the kept positions (all when keep is None)."""
-        tokens = self.patch_embed(patches) + self.pos_embed()
+        tokens = self.tokenizer(patches)
         if t is not None:
             tokens = tokens + self.timestep_embedding(t)[:, None]
         if keep is not None:

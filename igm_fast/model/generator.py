@@ -5,10 +5,9 @@ c = h(z) + timestep embedding, one vector per token, so each token of x_t is tol
 encoder saw at its own position. Modulation layers and the output layer start at zero (DiT),
 so g starts as the identity map on its tokens and predicts eps_hat = 0.
 """
-import torch
 import torch.nn as nn
 
-from igm_fast.model.layers import Attention, Mlp, TimestepEmbedder, init_linear
+from igm_fast.model.layers import Attention, Mlp, SkeletonTokenizer, TimestepEmbedder, init_linear
 from igm_fast.ops import adaln_modulate, gated_residual
 
 
@@ -43,9 +42,7 @@ class Generator(nn.Module):
     def __init__(self, num_joints, num_frames=120, t_patch=4, dim=256, depth=5, heads=8, mlp_ratio=4.0,
                  kernels="auto"):
         super().__init__()
-        self.patch_embed = nn.Linear(3 * t_patch, dim)
-        self.time_pos = nn.Parameter(torch.zeros(1, num_frames // t_patch, 1, dim))
-        self.joint_pos = nn.Parameter(torch.zeros(1, 1, num_joints, dim))
+        self.tokenizer = SkeletonTokenizer(num_joints, num_frames, t_patch, dim)
         self.t_embedder = TimestepEmbedder(dim)
         self.blocks = nn.ModuleList(GeneratorBlock(dim, heads, mlp_ratio, kernels) for _ in range(depth))
         self.final_layer = FinalLayer(dim, 3 * t_patch, kernels)
@@ -53,8 +50,6 @@ class Generator(nn.Module):
 
     def initialize_weights(self):
         self.apply(init_linear)
-        nn.init.trunc_normal_(self.time_pos, std=0.02)
-        nn.init.trunc_normal_(self.joint_pos, std=0.02)
         for layer in self.t_embedder.mlp[0], self.t_embedder.mlp[2]:
             nn.init.normal_(layer.weight, std=0.02)
         for block in self.blocks:  # AdaLN-Zero
@@ -66,7 +61,7 @@ class Generator(nn.Module):
 
     def forward(self, x_t, t, cond):
         """x_t (B, L, 3*t_patch) noisy patches, t (B,) timesteps, cond (B, L, D) = h(z) -> eps_hat like x_t."""
-        x = self.patch_embed(x_t) + (self.time_pos + self.joint_pos).flatten(1, 2)
+        x = self.tokenizer(x_t)
         c = cond + self.t_embedder(t)[:, None]
         for block in self.blocks:
             x = block(x, c)

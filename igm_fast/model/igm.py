@@ -122,8 +122,10 @@ class IGM(nn.Module):
         if len(rows) == 0:
             loss_feat = loss_dist = zero
         else:
-            reencode_keep = {"same": keep[body_rows] if keep is not None else None,
-                             "fresh": self.keep_indices(len(body_rows), x.device), "all": None}[self.ide_reencode]
+            if self.ide_reencode == "fresh":
+                reencode_keep = self.keep_indices(len(body_rows), x.device)
+            else:
+                reencode_keep = keep[body_rows] if self.ide_reencode == "same" and keep is not None else None
             z_hat = self.encoder.encode_patches(x0_hat[body_rows], reencode_keep, t[body_rows])
             g_hat = F.normalize(pool(z_hat, len(rows)).float(), dim=-1)
             target = g_x[rows].detach() if self.stop_grad_target else g_x[rows]

@@ -1,11 +1,27 @@
-"""Building blocks shared by the encoder and the generator: attention, MLP, drop path,
-timestep embedding. Attention goes through `F.scaled_dot_product_attention`, so no L x L
+"""Building blocks shared by the encoder and the generator: skeleton tokenizer, attention, MLP,
+drop path, timestep embedding. Attention goes through `F.scaled_dot_product_attention`, so no L x L
 matrix is ever materialised by our code (flash / memory-efficient kernels where available)."""
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class SkeletonTokenizer(nn.Module):
+    """Patches (B, L, 3*t_patch), time-major over (T/t_patch, V) -> tokens (B, L, D) with learned
+    time + joint position embeddings (MAMP's spatio-temporal embedding, factorised)."""
+
+    def __init__(self, num_joints, num_frames, t_patch, dim):
+        super().__init__()
+        self.patch_embed = nn.Linear(3 * t_patch, dim)
+        self.time_pos = nn.Parameter(torch.zeros(1, num_frames // t_patch, 1, dim))
+        self.joint_pos = nn.Parameter(torch.zeros(1, 1, num_joints, dim))
+        nn.init.trunc_normal_(self.time_pos, std=0.02)
+        nn.init.trunc_normal_(self.joint_pos, std=0.02)
+
+    def forward(self, patches):
+        return self.patch_embed(patches) + (self.time_pos + self.joint_pos).flatten(1, 2)
 
 
 class Attention(nn.Module):

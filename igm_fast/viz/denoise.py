@@ -24,9 +24,9 @@ NUM_PANELS = 4  # frames shown per row
 
 @torch.no_grad()
 def one_step(model, x, t, seed=0):
-    """(x_t, x0_hat) as (N, 3, T, V, M) for clean x at integer timestep t."""
+    """(x_t, x0_hat) as (N, 3, T, V, M) in x's units, for clean x at integer timestep t."""
     gen = torch.Generator().manual_seed(seed)
-    x0 = patchify(x, model.t_patch)
+    x0 = patchify(model.encoder.normalize(x), model.t_patch)  # the diffusion runs on standardised input
     B, L, _ = x0.shape
     keep = model.encoder.sample_keep(B, model.mask_ratio, x.device, gen) if model.mask_ratio > 0 else None
     cond = model.adapter(condition(model.encoder.encode_patches(x0, keep), keep, L))
@@ -35,7 +35,7 @@ def one_step(model, x, t, seed=0):
     eps_hat = model.generator(x_t, steps, cond)
     x0_hat = model.diffusion.predict_x0(x_t, steps, eps_hat).clamp(x0.min(), x0.max())
     shape = (x.shape[4], x.shape[3], model.t_patch)
-    return unpatchify(x_t, *shape), unpatchify(x0_hat, *shape)
+    return model.encoder.denormalize(unpatchify(x_t, *shape)), model.encoder.denormalize(unpatchify(x0_hat, *shape))
 
 
 def load_run_model(run_dir):
@@ -43,7 +43,7 @@ def load_run_model(run_dir):
 
     path = Path(run_dir) / "checkpoint_last.pt"
     ckpt = load_checkpoint(path, ("config", "model", "encoder_config"))
-    model = build_model({**ckpt["config"], "kernels": "eager"}, ckpt["encoder_config"]["num_joints"])
+    model = build_model({**ckpt["config"], "kernels": "eager"}, ckpt["encoder_config"])  # joints + input stats
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
