@@ -66,9 +66,11 @@ def results(run):
 
 def frozen_rows(label, res, wall):
     knn, lin = res["knn"], res["linear"]
-    return [f"| {label} | KNN (k=20) | {knn['top1']:.2f} | {knn['top5']:.2f} | {knn['mean_class']:.2f} | {wall} |",
-            f"| {label} | KNN k=1 (retrieval) | {knn['retrieval_top1']:.2f} | - | - | |",
-            f"| {label} | linear probe | {lin['top1']:.2f} | {lin['top5']:.2f} | {lin['mean_class']:.2f} | |"]
+    spread = f"{knn['feature_effective_rank']:.1f} / {knn['feature_mean_cos']:.2f}"
+    return [f"| {label} | KNN (k=20) | {knn['top1']:.2f} | {knn['top5']:.2f} | {knn['mean_class']:.2f} | {spread} "
+            f"| {wall} |",
+            f"| {label} | KNN k=1 (retrieval) | {knn['retrieval_top1']:.2f} | - | - | | |",
+            f"| {label} | linear probe | {lin['top1']:.2f} | {lin['top5']:.2f} | {lin['mean_class']:.2f} | | |"]
 
 
 def main(argv=None):
@@ -79,6 +81,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--protocol", choices=tuple(DATASETS), default="test")
     p.add_argument("--ablation", action="store_true", help="pretrain + frozen eval for each variant of ABLATION")
+    p.add_argument("--epochs", type=int, help="pretraining epochs (default: configs/ucla_pretrain.yaml's)")
     p.add_argument("--tiny", action="store_true", help="1 epoch per stage: a quick check of the pipeline")
     args = p.parse_args(argv)
     suffix = f"{'_val' if args.protocol == 'val' else ''}{'_ablation' if args.ablation else ''}_seed{args.seed}"
@@ -86,6 +89,8 @@ def main(argv=None):
     data, dataset = out / "data", DATASETS[args.protocol]
     out.mkdir(parents=True, exist_ok=True)
     extra = TINY if args.tiny else {key: [] for key in TINY}
+    if args.epochs and not args.tiny:
+        extra["train"] = ["--epochs", str(args.epochs)]
     walls, load = {}, os.getloadavg()[0]
     if not (data / dataset / "meta.json").is_file():
         walls["prepare"] = stage("prepare", ["igm_fast.data.prepare", "ucla", "--raw", args.raw, "--out", str(data)],
@@ -105,8 +110,10 @@ def main(argv=None):
             "--encoder", str(encoder), *common, "--out", str(out / run), *extra["linear"]], out / f"{run}.log")
         return results(out / run)
 
-    report = {"protocol": args.protocol, "dataset": dataset, "seed": args.seed, "tiny": args.tiny, "results": {}}
-    rows = ["| encoder | protocol | top-1 | top-5 | mean class acc | wall (s) |", "|---|---|---|---|---|---|"]
+    report = {"protocol": args.protocol, "dataset": dataset, "seed": args.seed, "tiny": args.tiny,
+              "pretrain_epochs": args.epochs, "results": {}}
+    rows = ["| encoder | protocol | top-1 | top-5 | mean class acc | test features: eff. rank / mean cos | wall (s) |",
+            "|---|---|---|---|---|---|---|"]
     if args.ablation:
         encoder = None
         for i, (label, overrides) in enumerate(ABLATION.items()):
@@ -126,13 +133,14 @@ def main(argv=None):
             out / "supervised.log")
         sup = report["results"]["supervised from scratch (upper reference)"] = results(out / "supervised")["finetune"]
         rows.append(f"| same encoder, supervised from scratch (upper reference) | finetune | {sup['top1']:.2f} | "
-                    f"{sup['top5']:.2f} | {sup['mean_class']:.2f} | {walls['supervised']:.0f} |")
+                    f"{sup['top5']:.2f} | {sup['mean_class']:.2f} | | {walls['supervised']:.0f} |")
     total = sum(walls.values())
     split = "view 1 -> view 2 (validation)" if args.protocol == "val" else "views 1+2 -> view 3 (test)"
     report.update(walls_s={k: round(v, 1) for k, v in walls.items()}, total_s=round(total, 1),
                   torch=torch.__version__, cpu_count=os.cpu_count(), load_at_start=round(load, 2))
     command = f".venv/bin/python bench/ucla_benchmark.py --seed {args.seed} --protocol {args.protocol}" \
-              f"{' --ablation' if args.ablation else ''}{' --tiny' if args.tiny else ''}"
+              f"{' --ablation' if args.ablation else ''}{f' --epochs {args.epochs}' if args.epochs else ''}" \
+              f"{' --tiny' if args.tiny else ''}"
     header = [
         f"# NW-UCLA benchmark{' (--tiny smoke run: 1 epoch per stage, numbers meaningless)' if args.tiny else ''}",
         "",

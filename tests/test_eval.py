@@ -15,7 +15,7 @@ from igm_fast.eval.finetune import Classifier, param_groups
 from igm_fast.eval.fusion import fuse, write_scores
 from igm_fast.eval.knn import knn_scores
 from igm_fast.eval.linear import fit_linear, shuffled
-from igm_fast.eval.metrics import accuracy_report
+from igm_fast.eval.metrics import accuracy_report, feature_stats
 from igm_fast.eval.semi import labelled_subset
 from igm_fast.io import InputError
 from igm_fast.model.encoder import Encoder
@@ -84,6 +84,19 @@ def test_accuracy_report_by_hand():
     assert rep["top1"] == 75.0 and rep["top5"] == 100.0
     assert rep["per_class"][:2] == [100.0, pytest.approx(200 / 3, abs=1e-3)] and rep["per_class"][2] is None
     assert rep["mean_class"] == pytest.approx((100 + 200 / 3) / 2)
+
+
+def test_feature_stats_by_hand():
+    # centred features along r orthogonal axes with equal spread: r equal singular values -> rank r
+    eye = torch.eye(4)
+    spread = torch.cat([eye[:3], -eye[:3]])  # +-e1, +-e2, +-e3
+    stats = feature_stats(spread)
+    assert stats["effective_rank"] == pytest.approx(3.0)
+    # cosines: each vector has one opposite (-1) and four orthogonal (0) partners -> mean -1/5
+    assert stats["mean_cos"] == pytest.approx(-1 / 5)
+    # collapse: one direction (different lengths) -> rank 1, cosine 1
+    line = torch.tensor([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
+    assert feature_stats(line) == {"effective_rank": pytest.approx(1.0), "mean_cos": pytest.approx(1.0)}
 
 
 def test_semi_subset_is_class_balanced_and_seeded():

@@ -116,6 +116,11 @@ def test_save_load_encoder_roundtrip_and_overrides(tmp_path):
     x = torch.randn(2, 3, T, V, 2)
     assert torch.equal(loaded.features(x), enc.features(x))
     assert load_encoder(tmp_path / "encoder.pt", drop_path=0.2).config["drop_path"] == 0.2
+    # a file from before the shared tokenizer: its weights at the top level
+    obj["state_dict"] = {k.removeprefix("tokenizer."): v for k, v in obj["state_dict"].items()}
+    assert "patch_embed.weight" in obj["state_dict"]
+    torch.save(obj, tmp_path / "old.pt")
+    assert torch.equal(load_encoder(tmp_path / "old.pt").eval().features(x), enc.features(x))
 
 
 def test_load_encoder_from_training_checkpoint(tmp_path):

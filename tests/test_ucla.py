@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import shared_path
 from igm_fast.data import layout, ucla
@@ -117,3 +118,20 @@ def test_prepare_errors_name_the_file_and_leave_nothing(tmp_path, raw_dir):
     assert not (tmp_path / "out" / "ucla").exists()
     with pytest.raises(InputError, match="not an NW-UCLA sample name"):
         ucla.parse_name("walk_v01")
+
+
+@pytest.mark.slow
+def test_benchmark_tiny_run_writes_its_table_and_json(tmp_path, raw_dir):
+    from bench.ucla_benchmark import main as benchmark
+
+    out = tmp_path / "bench"
+    benchmark(["--tiny", "--protocol", "val", "--seed", "3", "--raw", str(raw_dir), "--out", str(out)])
+    report = json.loads((out / "ucla_benchmark.json").read_text())
+    assert report["dataset"] == "ucla-val" and report["seed"] == 3
+    frozen = report["results"]["IGM pretrained encoder"]
+    assert 0 <= frozen["linear"]["top1"] <= 100 and frozen["knn"]["feature_effective_rank"] >= 1
+    assert 0 <= report["results"]["supervised from scratch (upper reference)"]["top1"] <= 100
+    table = (out / "ucla_benchmark.md").read_text()
+    assert "view 1 -> view 2" in table and "--seed 3 --protocol val --tiny" in table
+    pretrain_cfg = yaml.safe_load((out / "pretrain" / "config.yaml").read_text())
+    assert pretrain_cfg["seed"] == 3 and pretrain_cfg["dataset"] == "ucla-val"

@@ -101,6 +101,9 @@ def table(rows):
         lines.append(f"| {protocol} | {rep['top1']:.2f} | {rep['top5']:.2f} | {rep['mean_class']:.2f} | {best} |")
         if "retrieval_top1" in rep:
             lines.append(f"| knn k=1 (retrieval) | {rep['retrieval_top1']:.2f} | - | - | - |")
+        if "feature_effective_rank" in rep:
+            lines.append(f"\ntest features: effective rank {rep['feature_effective_rank']:.1f}, "
+                         f"mean pairwise cosine {rep['feature_mean_cos']:.3f}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Accuracy numbers every protocol reports, from class scores (N, C) and labels (N,)."""
+"""Accuracy numbers every protocol reports, from class scores (N, C) and labels (N,), and the
+feature statistics that show a collapsed encoder."""
 import torch
 
 
@@ -27,3 +28,17 @@ def accuracy_report(scores, labels, num_classes):
         "mean_class": per_class[present].mean().item(),
         "per_class": [None if v != v else round(v, 4) for v in per_class.tolist()],
     }
+
+
+def feature_stats(feats):
+    """How spread the features (N, D) are: `effective_rank` = exp(entropy of the normalised singular
+    values of the centred features) (Roy & Vetterli; 1 = all on a line, D = isotropic), and
+    `mean_cos` = mean cosine similarity of distinct samples (1 = collapsed to one direction)."""
+    f = feats.double().cpu()
+    s = torch.linalg.svdvals(f - f.mean(dim=0))
+    p = s / s.sum().clamp_min(1e-300)
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    u = torch.nn.functional.normalize(f, dim=1)
+    n = len(u)
+    cos_sum = (u.sum(dim=0) ** 2).sum() - n  # sum over i != j of u_i . u_j
+    return {"effective_rank": entropy.exp().item(), "mean_cos": (cos_sum / max(1, n * (n - 1))).item()}

@@ -9,7 +9,7 @@ import torch
 from igm_fast.eval.features import extract_features
 from igm_fast.eval.knn import knn_scores
 from igm_fast.eval.linear import fit_linear, shuffled
-from igm_fast.eval.metrics import accuracy_report, topk_accuracy
+from igm_fast.eval.metrics import accuracy_report, feature_stats, topk_accuracy
 from igm_fast.io import InputError
 
 FROZEN_PROTOCOLS = ("knn", "linear")
@@ -30,6 +30,7 @@ def run_knn(train_feats, train_labels, test_feats, test_labels, num_classes, *, 
     nearest = knn_scores(train_feats, train_labels, test_feats, num_classes, k=1, t=t)
     report = accuracy_report(scores, test_labels, num_classes)
     report["retrieval_top1"] = topk_accuracy(nearest.cpu(), test_labels.cpu(), 1)
+    report.update({f"feature_{k}": v for k, v in feature_stats(test_feats).items()})  # collapse check
     return {"report": report, "scores": scores}
 
 

@@ -16,6 +16,7 @@ from igm_fast.io import InputError, atomic_torch_save, load_checkpoint
 from igm_fast.model.layers import Attention, DropPath, Mlp, SkeletonTokenizer, TimestepEmbedder, init_linear
 
 ENCODER_FORMAT = "igm_fast-encoder"
+LEGACY_TOKENIZER_KEYS = ("patch_embed", "time_pos", "joint_pos")
 
 
 def patchify(x, t_patch):
@@ -167,6 +168,8 @@ def load_encoder(path, **overrides):
                          f"training checkpoint (keys 'model', 'encoder_config'); found keys {sorted(obj)}")
     if not isinstance(config, dict) or not isinstance(state, dict) or not state:
         raise InputError(f"{path}: encoder config or weights missing or malformed")
+    # Files written before the encoder and generator shared SkeletonTokenizer keep its weights at the top.
+    state = {f"tokenizer.{k}" if k.split(".")[0] in LEGACY_TOKENIZER_KEYS else k: v for k, v in state.items()}
     try:
         encoder = Encoder(**{**config, **overrides})
     except (TypeError, ValueError) as e:
