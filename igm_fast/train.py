@@ -45,7 +45,7 @@ DEFAULTS = dict(
     # losses: MacDiff's masked-token noise loss and token uniformity; idempotency (tau, weights,
     # stop-gradient, which tokens re-encode x0_hat, the largest t scored: ours; null = every t)
     gen_loss_tokens="masked", lambda_uni=0.02, lambda_feat=1.0, lambda_dist=1.0, tau=0.1, stop_grad_target=True,
-    ide_reencode="same", ide_max_t=None,
+    ide_reencode="same", ide_max_t=None, ide_encoder_grad=True,
     # optimisation (MAMP): batch_size is the global batch, split over ranks
     epochs=400, batch_size=128, lr=1e-3, min_lr=5e-4, warmup_epochs=20, weight_decay=0.05,
     beta1=0.9, beta2=0.95, grad_clip=0.0,
@@ -140,7 +140,7 @@ def build_model(cfg, meta):
                lambda_feat=cfg["lambda_feat"], lambda_dist=cfg["lambda_dist"], tau=cfg["tau"],
                stop_grad_target=cfg["stop_grad_target"], kernels=cfg["kernels"], schedule_tau=cfg["schedule_tau"],
                cond_drop=cfg["cond_drop"], lambda_uni=cfg["lambda_uni"], ide_reencode=cfg["ide_reencode"],
-               ide_max_t=cfg["ide_max_t"], input_mean=meta["input_mean"], input_std=meta["input_std"])
+               ide_max_t=cfg["ide_max_t"], ide_encoder_grad=cfg["ide_encoder_grad"], input_mean=meta["input_mean"], input_std=meta["input_std"])
 
 
 def rng_state():

@@ -212,3 +212,23 @@ def test_a_few_steps_on_a_tiny_model_reduce_the_loss():
         opt.step()
         history.append(loss.item())
     assert history[-1] < 0.7 * history[0]
+
+
+def test_detached_reencoder_gets_no_idempotency_gradient_but_the_generator_does():
+    x = torch.randn(2, 3, T, V, 2)
+    grads, values = {}, {}
+    for encoder_grad in (True, False):
+        model = perturbed_model(ide_encoder_grad=encoder_grad, lambda_dist=0.0)
+        torch.manual_seed(1)
+        losses = model(x)
+        values[encoder_grad] = losses["loss_feat"].item()
+        losses["loss_feat"].backward()
+        grads[encoder_grad] = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                               for n, p in model.named_parameters()}
+        assert grads[encoder_grad]["generator.final_layer.linear.weight"].abs().sum() > 0
+    assert values[True] == values[False] > 0  # same forward value either way; only gradients differ
+    tok = "encoder.tokenizer.patch_embed.weight"
+    assert not torch.allclose(grads[True][tok], grads[False][tok])
+    # the timestep embedding serves only the re-encoding: detached, it gets nothing
+    name = "encoder.t_embedder.mlp.2.weight"  # (mlp.0 gets no gradient yet: mlp.2 starts at zero)
+    assert grads[True][name].abs().sum() > 0 and grads[False][name].abs().sum() == 0

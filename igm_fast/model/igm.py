@@ -50,12 +50,23 @@ def uniformity(tokens, t=2.0):
     return torch.stack([row[off_diagonal].mul(-t).exp().mean().log() for row in sq]).mean()
 
 
+class PatchEncoder(nn.Module):
+    """encoder.encode_patches as a forward, for torch.func.functional_call."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, patches, keep, t):
+        return self.encoder.encode_patches(patches, keep, t)
+
+
 class IGM(nn.Module):
     def __init__(self, num_joints, num_frames=120, t_patch=4, dim=256, depth=8, heads=8, mlp_ratio=4.0,
                  gen_depth=5, mask_ratio=0.9, mdff_eta=0.5, mdff_scale=None, schedule="inverse_cosine",
                  diffusion_steps=1000, gen_loss_tokens="all", lambda_feat=1.0, lambda_dist=1.0, tau=0.1,
                  stop_grad_target=True, kernels="auto", *, schedule_tau=1.0, cond_drop=0.0, lambda_uni=0.0,
-                 ide_reencode="same", ide_max_t=None, input_mean=(0.0, 0.0, 0.0), input_std=(1.0, 1.0, 1.0)):
+                 ide_reencode="same", ide_max_t=None, ide_encoder_grad=True, input_mean=(0.0, 0.0, 0.0), input_std=(1.0, 1.0, 1.0)):
         super().__init__()
         if gen_loss_tokens not in GEN_LOSS_TOKENS:
             raise ValueError(f"gen_loss_tokens={gen_loss_tokens!r}; expected one of {GEN_LOSS_TOKENS}")
@@ -66,13 +77,22 @@ class IGM(nn.Module):
         self.t_patch, self.mask_ratio, self.gen_loss_tokens = t_patch, mask_ratio, gen_loss_tokens
         self.lambda_feat, self.lambda_dist, self.lambda_uni, self.tau = lambda_feat, lambda_dist, lambda_uni, tau
         self.stop_grad_target, self.kernels, self.cond_drop = stop_grad_target, kernels, cond_drop
-        self.ide_reencode = ide_reencode
+        self.ide_reencode, self.ide_encoder_grad = ide_reencode, ide_encoder_grad
         self.ide_max_t = diffusion_steps if ide_max_t is None else ide_max_t
         self.encoder = Encoder(num_joints, num_frames, t_patch, dim, depth, heads, mlp_ratio,
                                input_mean=input_mean, input_std=input_std)
         self.adapter = MDFFAdapter(dim, mdff_eta, mdff_scale, kernels)
         self.generator = Generator(num_joints, num_frames, t_patch, dim, gen_depth, heads, mlp_ratio, kernels)
         self.diffusion = Diffusion(schedule, diffusion_steps, schedule_tau)
+
+    def reencode(self, patches, keep, t):
+        """f(x0_hat, t). With ide_encoder_grad=False the encoder's weights are used detached: the
+        idempotency gradient then reaches x0_hat (generator, adapter, and the clean encoder through
+        the condition) but cannot make the re-encoder itself insensitive to its input."""
+        if self.ide_encoder_grad:
+            return self.encoder.encode_patches(patches, keep, t)
+        frozen = {f"encoder.{name}": p.detach() for name, p in self.encoder.named_parameters()}
+        return torch.func.functional_call(PatchEncoder(self.encoder), frozen, (patches, keep, t))
 
     def keep_indices(self, rows, device):
         return self.encoder.sample_keep(rows, self.mask_ratio, device) if self.mask_ratio > 0 else None
@@ -126,7 +146,7 @@ class IGM(nn.Module):
                 reencode_keep = self.keep_indices(len(body_rows), x.device)
             else:
                 reencode_keep = keep[body_rows] if self.ide_reencode == "same" and keep is not None else None
-            z_hat = self.encoder.encode_patches(x0_hat[body_rows], reencode_keep, t[body_rows])
+            z_hat = self.reencode(x0_hat[body_rows], reencode_keep, t[body_rows])
             g_hat = F.normalize(pool(z_hat, len(rows)).float(), dim=-1)
             target = g_x[rows].detach() if self.stop_grad_target else g_x[rows]
             # 8. idempotency: features, and their similarity distribution over the global batch
