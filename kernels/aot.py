@@ -1,4 +1,5 @@
-"""Ahead-of-time compile of the autotuned kernels' configs for a GPU that is not here.
+"""Ahead-of-time compile of the autotuned kernels' configs (and of the fixed config of the fused
+AdaLN kernels) for a GPU that is not here.
 
 Triton lowers a kernel to PTX without a driver and assembles it with the ptxas it ships, for any
 GPUTarget; cuobjdump (also shipped) reads each cubin's registers per thread and stack frame, and
@@ -25,6 +26,7 @@ import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+from triton.runtime.autotuner import Autotuner
 
 from igm_fast.kernels import tuning
 
@@ -35,10 +37,11 @@ _TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 @dataclasses.dataclass
 class Case:
-    """One call of an autotuned kernel: its arguments (tensors may be on the meta device, only
-    their dtype matters) and constexprs other than the config's."""
+    """One call of an autotuned kernel, or of a kernel launched with one fixed config (space holds
+    it): its arguments (tensors may be on the meta device, only their dtype matters) and
+    constexprs other than the config's."""
     name: str
-    kernel: object  # triton Autotuner
+    kernel: object  # triton Autotuner or JITFunction
     space: list
     footprint: object
     args: dict
@@ -112,7 +115,7 @@ def resource_usage(cubin):
 def compile_case(case, config, arch=90):
     import time
 
-    fn = case.kernel.fn
+    fn = case.kernel.fn if isinstance(case.kernel, Autotuner) else case.kernel
     constexprs = {**case.constexprs, **config.kwargs}
     sig, attrs = _signature(fn, case.args, constexprs)
     t0 = time.perf_counter()
@@ -130,9 +133,9 @@ def describe(config):
 
 
 def cases():
-    from igm_fast.kernels import mdff, similarity_kl
+    from igm_fast.kernels import adaln, mdff, similarity_kl
 
-    return mdff.aot_cases() + similarity_kl.aot_cases()
+    return mdff.aot_cases() + similarity_kl.aot_cases() + adaln.aot_cases()
 
 
 def main(argv=None):

@@ -1,4 +1,5 @@
-"""Triton AdaLN modulation and gated residual vs the eager references computed in float64.
+"""Triton AdaLN modulation, gated residual and the fused gated residual + modulation vs the eager
+references computed in float64.
 
 On CPU the kernels run under the Triton interpreter (tests/conftest.py) at small shapes; bf16 and
 paper-scale shapes need a GPU.
@@ -7,9 +8,10 @@ import pytest
 import torch
 
 import igm_fast.kernels.adaln as adaln_kernels
-from igm_fast.kernels.adaln import adaln_modulate_triton, gated_residual_triton
-from igm_fast.ops import adaln_modulate, gated_residual
-from igm_fast.ops.adaln import adaln_modulate_reference, gated_residual_reference
+from igm_fast.kernels.adaln import adaln_modulate_triton, gated_residual_modulate_triton, gated_residual_triton
+from igm_fast.model.generator import GeneratorBlock
+from igm_fast.ops import adaln_modulate, gated_residual, gated_residual_modulate
+from igm_fast.ops.adaln import adaln_modulate_reference, gated_residual_modulate_reference, gated_residual_reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 and large shapes run on a GPU only")
@@ -26,18 +28,26 @@ def assert_close_rel(actual, expected, rel):
     torch.testing.assert_close(actual.to(torch.float64), expected, rtol=rel, atol=atol)
 
 
-def check_against_reference(kernel, reference, inputs, rel=1e-4, grad_out=None):
-    """Output and the gradients of every input, kernel on `inputs` vs reference in float64 on the
-    same values; grad_out defaults to a random upstream gradient."""
+def as_tuple(t):
+    return t if isinstance(t, tuple) else (t,)
+
+
+def check_against_reference(kernel, reference, inputs, rel=1e-4, grad_out=None, used=None):
+    """Outputs and the gradients of every input, kernel on `inputs` vs reference in float64 on the
+    same values. grad_out: one upstream gradient per output, random by default; used: the outputs
+    that get one (all by default), the others used nowhere downstream."""
     inputs = [t.detach().requires_grad_() for t in inputs]  # detach keeps a view's strides
     exact = [t.detach().to(torch.float64).requires_grad_() for t in inputs]
-    out, out_ref = kernel(*inputs), reference(*exact)
-    assert out.shape == out_ref.shape and out.dtype == inputs[0].dtype
-    assert_close_rel(out, out_ref, rel)
-    if grad_out is None:
-        grad_out = randn(*out.shape, dtype=out.dtype)
-    grads = torch.autograd.grad(out, inputs, grad_out)
-    grads_ref = torch.autograd.grad(out_ref, exact, grad_out.to(torch.float64))
+    outs, outs_ref = as_tuple(kernel(*inputs)), as_tuple(reference(*exact))
+    for out, out_ref in zip(outs, outs_ref, strict=True):
+        assert out.shape == out_ref.shape and out.dtype == inputs[0].dtype
+        assert_close_rel(out, out_ref, rel)
+    grad_out = as_tuple(grad_out) if grad_out is not None else tuple(randn(*o.shape, dtype=o.dtype) for o in outs)
+    used = range(len(outs)) if used is None else used
+    # an input that only unused outputs depend on gets zeros
+    grads = torch.autograd.grad([outs[i] for i in used], inputs, [grad_out[i] for i in used], materialize_grads=True)
+    grads_ref = torch.autograd.grad([outs_ref[i] for i in used], exact, [grad_out[i].to(torch.float64) for i in used],
+                                    materialize_grads=True)
     for g, g_ref, t in zip(grads, grads_ref, inputs):
         assert g.shape == t.shape
         assert_close_rel(g, g_ref, rel)
@@ -68,6 +78,32 @@ def test_gated_residual_matches_float64_reference(L, D, gate_per_token):
     check_against_reference(gated_residual_triton, gated_residual_reference, [x, gate, y])
 
 
+FUSED_PARAMS = [(False, False, False), (True, True, True), (True, False, True), (False, True, False)]
+
+
+def fused_inputs(B, L, D, gate_per_token, shift_per_token, scale_per_token):
+    """x, gate, y, shift, scale of gated_residual_modulate."""
+    return [randn(B, L, D), randn(*param_shape(B, L, D, gate_per_token)), randn(B, L, D),
+            randn(*param_shape(B, L, D, shift_per_token)), randn(*param_shape(B, L, D, scale_per_token))]
+
+
+@pytest.mark.parametrize("L", [1, 7, 75])
+@pytest.mark.parametrize("D", [24, 40, 64])
+@pytest.mark.parametrize("gate_per_token, shift_per_token, scale_per_token", FUSED_PARAMS)
+def test_gated_residual_modulate_matches_float64_reference(L, D, gate_per_token, shift_per_token, scale_per_token):
+    check_against_reference(gated_residual_modulate_triton, gated_residual_modulate_reference,
+                            fused_inputs(3, L, D, gate_per_token, shift_per_token, scale_per_token))
+
+
+@pytest.mark.parametrize("used", [(0,), (1,)], ids=["residual_only", "out_only"])
+@pytest.mark.parametrize("per_token", [False, True])
+def test_gated_residual_modulate_with_one_output_used(used, per_token):
+    """The output used nowhere sends no gradient (None, not zeros): residual only is the gated
+    residual's backward; out only skips grad_residual in the kernel."""
+    check_against_reference(gated_residual_modulate_triton, gated_residual_modulate_reference,
+                            fused_inputs(2, 7, 40, per_token, per_token, per_token), used=used)
+
+
 def test_backward_programs_spanning_several_row_tiles(monkeypatch):
     """With one backward program per sample, each program loops over all its row tiles and
     reduces the per-sample grads of every tile in registers."""
@@ -76,6 +112,8 @@ def test_backward_programs_spanning_several_row_tiles(monkeypatch):
     x, shift, scale = randn(B, L, D), randn(B, 1, D), randn(B, 1, D)
     check_against_reference(adaln_modulate_triton, adaln_modulate_reference, [x, shift, scale])
     check_against_reference(gated_residual_triton, gated_residual_reference, [x, randn(B, 1, D), randn(B, L, D)])
+    check_against_reference(gated_residual_modulate_triton, gated_residual_modulate_reference,
+                            fused_inputs(B, L, D, False, False, False))
 
 
 def test_constant_rows_use_eps():
@@ -100,6 +138,10 @@ def test_non_contiguous_inputs_and_expanded_grad():
     y = randn(B, L, 2 * D)[..., ::2]
     check_against_reference(gated_residual_triton, gated_residual_reference, [x, gate, y],
                             grad_out=torch.ones(B, 1, D, device=DEVICE).expand(B, L, D))
+    gate, shift, scale = randn(B, L, 3 * D).chunk(3, dim=-1)
+    check_against_reference(gated_residual_modulate_triton, gated_residual_modulate_reference,
+                            [x, gate, y, shift, scale],
+                            grad_out=(torch.ones((), device=DEVICE).expand(B, L, D), randn(B, L, D)))
 
 
 def test_leaf_behind_a_broadcast_parameter_gets_the_summed_gradient():
@@ -116,6 +158,9 @@ def test_dispatchers_route_to_the_kernels():
     x, shift, scale, y = randn(B, L, D), randn(B, 1, D), randn(B, L, D), randn(B, L, D)
     assert torch.equal(adaln_modulate(x, shift, scale, kernels="triton"), adaln_modulate_triton(x, shift, scale))
     assert torch.equal(gated_residual(x, shift, y, kernels="triton"), gated_residual_triton(x, shift, y))
+    for got, want in zip(gated_residual_modulate(x, shift, y, scale, shift, kernels="triton"),
+                         gated_residual_modulate_triton(x, shift, y, scale, shift), strict=True):
+        assert torch.equal(got, want)
 
 
 def test_bad_inputs_raise_clear_errors(monkeypatch):
@@ -127,6 +172,8 @@ def test_bad_inputs_raise_clear_errors(monkeypatch):
         adaln_modulate_triton(x, p, randn(B, 3, D))
     with pytest.raises(ValueError, match=r"y must be \(2, 7, 32\)"):
         gated_residual_triton(x, p, randn(B, 1, D))
+    with pytest.raises(ValueError, match=r"gated_residual_modulate: shift must be \(2, 1, 32\) or \(2, 7, 32\)"):
+        gated_residual_modulate_triton(x, p, x, randn(B, 1, 16), p)
     with pytest.raises(ValueError, match="one device"):
         gated_residual_triton(x, p.to("meta"), x)
     with pytest.raises(TypeError, match="supported dtypes"):
@@ -150,6 +197,63 @@ def test_opcheck_forward_and_backward_ops():
         torch.library.opcheck(torch.ops.igm_fast.adaln_modulate_backward.default,
                               (grad, x.detach(), scale.detach(), mean, rstd, per_token, torch.float32))
         torch.library.opcheck(torch.ops.igm_fast.gated_residual_backward.default, (grad, shift.detach(), y.detach()))
+        torch.library.opcheck(torch.ops.igm_fast.gated_residual_modulate.default, (x, scale, y, shift, scale, 1e-6))
+        residual, _, mean, rstd = torch.ops.igm_fast.gated_residual_modulate(x, scale, y, shift, scale, 1e-6)
+        for grad_residual in (None, randn(B, L, D)):
+            torch.library.opcheck(torch.ops.igm_fast.gated_residual_modulate_backward.default,
+                                  (grad, grad_residual, residual.detach(), scale.detach(), y.detach(), scale.detach(),
+                                   mean, rstd, per_token, torch.float32))
+
+
+def old_generator_block(block, x, c):
+    """GeneratorBlock as two gated residuals and two modulations, from the references."""
+    shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.adaLN_modulation(c).chunk(6, dim=-1)
+    x = gated_residual_reference(x, gate_msa, block.attn(adaln_modulate_reference(x, shift_msa, scale_msa)))
+    return gated_residual_reference(x, gate_mlp, block.mlp(adaln_modulate_reference(x, shift_mlp, scale_mlp)))
+
+
+def perturbed_block(D, kernels):
+    block = GeneratorBlock(D, heads=2, mlp_ratio=2.0, kernels=kernels).to(DEVICE)
+    with torch.no_grad():  # the AdaLN-Zero modulation starts at zero: give it an effect
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return block
+
+
+def test_generator_block_on_the_fused_op_matches_the_old_composition_float64():
+    B, L, D = 2, 7, 32
+    block = perturbed_block(D, "triton")
+    exact = GeneratorBlock(D, heads=2, mlp_ratio=2.0, kernels="eager").to(DEVICE, torch.float64)
+    exact.load_state_dict(block.state_dict())
+    x, c = randn(B, L, D), randn(B, L, D)
+    out, out_ref = block(x, c), old_generator_block(exact, x.double(), c.double())
+    assert_close_rel(out, out_ref, 1e-4)
+    grad = randn(B, L, D)
+    grads = torch.autograd.grad(out, list(block.parameters()), grad)
+    grads_ref = torch.autograd.grad(out_ref, list(exact.parameters()), grad.double())
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        assert_close_rel(g, g_ref, 1e-4)
+
+
+def test_compiled_generator_block_keeps_the_fused_op():
+    """torch.compile(fullgraph=True) traces the block through the custom op and its autograd."""
+    B, L, D = 2, 7, 32
+    block = perturbed_block(D, "triton")
+    x, c = randn(B, L, D), randn(B, L, D)
+    graph_ops = []
+
+    def recording_backend(gm, example_inputs):
+        graph_ops.extend(str(node.target) for node in gm.graph.nodes if node.op == "call_function")
+        return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(block, fullgraph=True, backend=recording_backend)
+    loss, loss_ref = compiled(x, c).square().mean(), block(x, c).square().mean()
+    assert any(op.startswith("igm_fast.gated_residual_modulate") for op in graph_ops), graph_ops
+    torch.testing.assert_close(loss, loss_ref)
+    params = list(block.parameters())
+    for got, want in zip(torch.autograd.grad(loss, params), torch.autograd.grad(loss_ref, params), strict=True):
+        torch.testing.assert_close(got, want)
 
 
 @needs_cuda
@@ -162,3 +266,5 @@ def test_gpu_paper_scale(per_token, dtype, rel):
     params = [randn(*param_shape(B, L, D, per_token), dtype=dtype) for _ in range(3)]
     check_against_reference(adaln_modulate_triton, adaln_modulate_reference, [x, *params[:2]], rel=rel)
     check_against_reference(gated_residual_triton, gated_residual_reference, [x, params[2], x.clone()], rel=rel)
+    check_against_reference(gated_residual_modulate_triton, gated_residual_modulate_reference,
+                            [x, params[2], x.clone(), *params[:2]], rel=rel)

@@ -45,7 +45,7 @@ def compiled():
 def test_kept_configs_compile_for_sm90_without_spills(compiled, name):
     rows = compiled[name]
     assert len(rows) == len(CASES[name].kept())
-    assert all(row["regs"] > 0 and row["shared"] > 0 for row in rows)  # real cubins were read
+    assert all(row["regs"] > 0 for row in rows)  # real cubins were read (shared memory may be 0 without tl.dot)
     problems = {row["config"]: row["problems"] for row in rows if row["problems"]}
     assert not problems, f"{name}: configs the pruning keeps do not fit sm_90: {problems}"
 

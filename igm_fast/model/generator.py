@@ -8,7 +8,7 @@ so g starts as the identity map on its tokens and predicts eps_hat = 0.
 import torch.nn as nn
 
 from igm_fast.model.layers import Attention, Mlp, SkeletonTokenizer, TimestepEmbedder, init_linear
-from igm_fast.ops import adaln_modulate, gated_residual
+from igm_fast.ops import adaln_modulate, gated_residual, gated_residual_modulate
 
 
 class GeneratorBlock(nn.Module):
@@ -22,8 +22,10 @@ class GeneratorBlock(nn.Module):
     def forward(self, x, c):
         k = self.kernels
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-        x = gated_residual(x, gate_msa, self.attn(adaln_modulate(x, shift_msa, scale_msa, kernels=k)), kernels=k)
-        return gated_residual(x, gate_mlp, self.mlp(adaln_modulate(x, shift_mlp, scale_mlp, kernels=k)), kernels=k)
+        h = self.attn(adaln_modulate(x, shift_msa, scale_msa, kernels=k))
+        # the attention residual and the MLP's modulated LayerNorm in one kernel
+        x, h = gated_residual_modulate(x, gate_msa, h, shift_mlp, scale_mlp, kernels=k)
+        return gated_residual(x, gate_mlp, self.mlp(h), kernels=k)
 
 
 class FinalLayer(nn.Module):

@@ -1,4 +1,5 @@
-"""AdaLN-Zero pieces of the generator block: modulated LayerNorm and gated residual."""
+"""AdaLN-Zero pieces of the generator block: modulated LayerNorm, gated residual, and a gated
+residual followed by the next modulated LayerNorm in one op."""
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +14,12 @@ def adaln_modulate_reference(x, shift, scale, eps=1e-6):
 def gated_residual_reference(x, gate, y):
     """x + gate * y; gate (B, 1, D) or (B, L, D)."""
     return x + gate * y
+
+
+def gated_residual_modulate_reference(x, gate, y, shift, scale, eps=1e-6):
+    """(r, LayerNorm(r, no affine) * (1 + scale) + shift) with r = x + gate * y."""
+    residual = gated_residual_reference(x, gate, y)
+    return residual, adaln_modulate_reference(residual, shift, scale, eps)
 
 
 def _check(name, x, *params):
@@ -34,12 +41,28 @@ def adaln_modulate(x, shift, scale, eps=1e-6, kernels="auto"):
     return adaln_modulate_reference(x, shift, scale, eps)
 
 
+def _check_y(name, x, y):
+    if y.shape != x.shape:
+        raise ValueError(f"{name}: y {tuple(y.shape)} must match x {tuple(x.shape)}")
+
+
 def gated_residual(x, gate, y, kernels="auto"):
     _check("gated_residual", x, gate)
-    if y.shape != x.shape:
-        raise ValueError(f"gated_residual: y {tuple(y.shape)} must match x {tuple(x.shape)}")
+    _check_y("gated_residual", x, y)
     if use_triton(kernels, x, gate, y):
         from igm_fast.kernels.adaln import gated_residual_triton
 
         return gated_residual_triton(x, gate, y)
     return gated_residual_reference(x, gate, y)
+
+
+def gated_residual_modulate(x, gate, y, shift, scale, eps=1e-6, kernels="auto"):
+    """(residual, out) = (x + gate * y, adaln_modulate(residual, shift, scale, eps)): one kernel
+    on the Triton path, where the two ops would write and read back the residual in between."""
+    _check("gated_residual_modulate", x, gate, shift, scale)
+    _check_y("gated_residual_modulate", x, y)
+    if use_triton(kernels, x, gate, y, shift, scale):
+        from igm_fast.kernels.adaln import gated_residual_modulate_triton
+
+        return gated_residual_modulate_triton(x, gate, y, shift, scale, eps)
+    return gated_residual_modulate_reference(x, gate, y, shift, scale, eps)
