@@ -36,13 +36,16 @@ from igm_fast.io import atomic_write_json, atomic_write_text
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = {"test": "ucla", "val": "ucla-val"}
 TINY = {"train": ["--epochs", "1"], "linear": ["--set", "linear_epochs=1"], "finetune": ["--set", "finetune_epochs=1"]}
-# variant -> pretraining overrides (same budget each; issue 9's ablation)
+# variant -> pretraining overrides (same budget each; issue 9's ablation). Explicit weights: the
+# preset's own choice (idempotency off, chosen on ucla-val) is one of the variants.
 ABLATION = {
     "MacDiff objective alone (idempotency weights 0)": ["lambda_feat=0", "lambda_dist=0"],
-    "feature idempotency only": ["lambda_dist=0"],
-    "distribution idempotency only": ["lambda_feat=0"],
-    "full IGM": [],
-    "full IGM without MDFF (eta 0)": ["mdff_eta=0"],
+    "feature idempotency only": ["lambda_feat=1", "lambda_dist=0"],
+    "distribution idempotency only": ["lambda_feat=0", "lambda_dist=1"],
+    "full IGM (both weights 1)": ["lambda_feat=1", "lambda_dist=1"],
+    "full IGM without MDFF (eta 0)": ["lambda_feat=1", "lambda_dist=1", "mdff_eta=0"],
+    "MacDiff objective alone without MDFF (eta 0)": ["lambda_feat=0", "lambda_dist=0", "mdff_eta=0"],
+    "MacDiff objective alone without token uniformity": ["lambda_feat=0", "lambda_dist=0", "lambda_uni=0"],
 }
 
 
