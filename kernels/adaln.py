@@ -70,6 +70,23 @@ def _modulate_rows_backward(g, v, mean, rstd, scale, mask, D):
 
 
 @triton.jit
+def _param_grad(ptr, offsets, value, mask, acc, PER_TOKEN: tl.constexpr):
+    """A modulation parameter's gradient: stored per token, or summed over the tile's tokens into acc."""
+    if PER_TOKEN:
+        tl.store(ptr + offsets, value, mask=mask)
+    else:
+        acc += tl.sum(value, 0)
+    return acc
+
+
+@triton.jit
+def _store_partial(ptr, part, acc, dims, D, PER_TOKEN: tl.constexpr):
+    """A per-sample parameter's partial sum over this program's tokens (reduced over programs on the host)."""
+    if not PER_TOKEN:
+        tl.store(ptr + part, acc, mask=dims < D)
+
+
+@triton.jit
 def _modulate_forward_kernel(x_ptr, shift_ptr, scale_ptr, out_ptr, mean_ptr, rstd_ptr, L, D, eps,
                              x_sb, x_sl, shift_sb, shift_sl, scale_sb, scale_sl,
                              BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -110,18 +127,14 @@ def _modulate_backward_kernel(g_ptr, x_ptr, scale_ptr, mean_ptr, rstd_ptr, dx_pt
         rstd = tl.load(rstd_ptr + rows, mask=tokens < L, other=0.0)
         scale = _load_param(scale_ptr, b, tokens, dims, L, D, scale_sb, scale_sl, SCALE_PER_TOKEN)
         dx, x_hat = _modulate_rows_backward(g, x, mean, rstd, scale, mask, D)
-        tl.store(dx_ptr + rows[:, None] * D + dims[None, :], dx, mask=mask)
-        if SCALE_PER_TOKEN:
-            tl.store(dscale_ptr + rows[:, None] * D + dims[None, :], g * x_hat, mask=mask)
-        else:
-            dscale_sum += tl.sum(g * x_hat, 0)
-        if not SHIFT_PER_TOKEN:
+        offsets = rows[:, None] * D + dims[None, :]
+        tl.store(dx_ptr + offsets, dx, mask=mask)
+        dscale_sum = _param_grad(dscale_ptr, offsets, g * x_hat, mask, dscale_sum, SCALE_PER_TOKEN)
+        if not SHIFT_PER_TOKEN:  # a per-token shift's gradient is grad_out itself
             dshift_sum += tl.sum(g, 0)
     part = (b * tl.num_programs(1) + chunk) * D + dims
-    if not SCALE_PER_TOKEN:
-        tl.store(dscale_part_ptr + part, dscale_sum, mask=dims < D)
-    if not SHIFT_PER_TOKEN:
-        tl.store(dshift_part_ptr + part, dshift_sum, mask=dims < D)
+    _store_partial(dscale_part_ptr, part, dscale_sum, dims, D, SCALE_PER_TOKEN)
+    _store_partial(dshift_part_ptr, part, dshift_sum, dims, D, SHIFT_PER_TOKEN)
 
 
 @triton.jit
@@ -225,23 +238,14 @@ def _gated_residual_modulate_backward_kernel(g_ptr, g_res_ptr, res_ptr, gate_ptr
         y = _load_tile(y_ptr, b, tokens, dims, L, D, y_sb, y_sl)
         gate = _load_param(gate_ptr, b, tokens, dims, L, D, gate_sb, gate_sl, GATE_PER_TOKEN)
         tl.store(dy_ptr + offsets, dr * gate, mask=mask)
-        if GATE_PER_TOKEN:
-            tl.store(dgate_ptr + offsets, dr * y, mask=mask)
-        else:
-            dgate_sum += tl.sum(dr * y, 0)
-        if SCALE_PER_TOKEN:
-            tl.store(dscale_ptr + offsets, g * x_hat, mask=mask)
-        else:
-            dscale_sum += tl.sum(g * x_hat, 0)
+        dgate_sum = _param_grad(dgate_ptr, offsets, dr * y, mask, dgate_sum, GATE_PER_TOKEN)
+        dscale_sum = _param_grad(dscale_ptr, offsets, g * x_hat, mask, dscale_sum, SCALE_PER_TOKEN)
         if not SHIFT_PER_TOKEN:
             dshift_sum += tl.sum(g, 0)
     part = (b * tl.num_programs(1) + chunk) * D + dims
-    if not GATE_PER_TOKEN:
-        tl.store(dgate_part_ptr + part, dgate_sum, mask=dims < D)
-    if not SCALE_PER_TOKEN:
-        tl.store(dscale_part_ptr + part, dscale_sum, mask=dims < D)
-    if not SHIFT_PER_TOKEN:
-        tl.store(dshift_part_ptr + part, dshift_sum, mask=dims < D)
+    _store_partial(dgate_part_ptr, part, dgate_sum, dims, D, GATE_PER_TOKEN)
+    _store_partial(dscale_part_ptr, part, dscale_sum, dims, D, SCALE_PER_TOKEN)
+    _store_partial(dshift_part_ptr, part, dshift_sum, dims, D, SHIFT_PER_TOKEN)
 
 
 def _rows(t):
