@@ -91,6 +91,10 @@ def main(argv=None):
     suffix = f"{'_val' if args.protocol == 'val' else ''}{'_ablation' if args.ablation else ''}_seed{args.seed}"
     out = Path(args.out or REPO / "runs" / f"ucla_benchmark{suffix}").resolve()
     data, dataset = out / "data", DATASETS[args.protocol]
+    earlier = sorted(d.name for d in out.glob("*") if d.is_dir() and d.name != "data") if out.is_dir() else []
+    if earlier:  # the trainer never overwrites a run; say so before minutes of work, not after
+        sys.exit(f"[ucla] {out} holds an earlier benchmark run ({', '.join(earlier)}): remove it or pass another --out "
+                 f"(the prepared data in {out / 'data'} may stay)")
     out.mkdir(parents=True, exist_ok=True)
     extra = TINY if args.tiny else {key: [] for key in TINY}
     if args.epochs and not args.tiny:
