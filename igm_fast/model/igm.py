@@ -47,7 +47,7 @@ def uniformity(tokens, t=2.0):
     K = u.shape[1]
     sq = (2 - 2 * u @ u.transpose(1, 2)).clamp_min(0)  # ||u_i - u_j||^2 of unit vectors
     off_diagonal = ~torch.eye(K, dtype=torch.bool, device=u.device)
-    return torch.stack([row[off_diagonal].mul(-t).exp().mean().log() for row in sq]).mean()
+    return sq[:, off_diagonal].mul(-t).exp().mean(dim=1).log().mean()  # (B, K*(K-1)) pairs per row
 
 
 class PatchEncoder(nn.Module):
